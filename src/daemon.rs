@@ -1,0 +1,1 @@
+//! `sprig start|stop|restart`: daemonize, pid file, signals, the event loop. Not built yet.

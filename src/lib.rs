@@ -1,0 +1,22 @@
+//! sprig: a Greengrass v1–compatible edge core in one small, static, single-threaded binary.
+//!
+//! The layers, bottom-up (a module uses only its own layer or a lower one):
+//!
+//! * **L0, pure data**: [`limits`] (every capacity, named), [`json`] (bounded JSON reader),
+//!   [`config`] (config.json and group.json, validated), [`topic`] (MQTT topic names and filters).
+//! * **L1, sans-IO cores**: [`router`] (managed subscriptions: who may send what to whom),
+//!   [`workq`] (the one bounded work queue), [`spool`] (cloud-bound store-and-forward).
+//! * **L2, the async shell** on one `async_executor::LocalExecutor` driven by `async_io::block_on`
+//!   on the main thread: [`broker`] (TLS MQTT for group devices), [`cloud`] (link to AWS IoT Core),
+//!   [`daemon`] (start/stop, signals, pid file), [`logging`] (the Greengrass log layout),
+//!   [`sys`] (the only `unsafe`: libc calls), [`pki`] (certificates), [`demo`], [`status`].
+//!
+//! ARCHITECTURE.md draws the map and the path of one message.
+
+pub mod cli;
+pub mod config;
+pub mod json;
+pub mod limits;
+pub mod logging;
+pub mod daemon;
+pub mod sys;

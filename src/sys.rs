@@ -1,0 +1,1 @@
+//! The only `unsafe` in sprig: thin wrappers over libc calls. Not built yet.
