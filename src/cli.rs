@@ -9,6 +9,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             println!("sprig {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Some("check") => crate::check::run(&args[1..]),
         _ => {
             eprintln!("usage: sprig start|stop|restart|check|demo|status|--version");
             2

@@ -8,15 +8,32 @@
 //!   [`workq`] (the one bounded work queue), [`spool`] (cloud-bound store-and-forward).
 //! * **L2, the async shell** on one `async_executor::LocalExecutor` driven by `async_io::block_on`
 //!   on the main thread: [`broker`] (TLS MQTT for group devices), [`cloud`] (link to AWS IoT Core),
-//!   [`daemon`] (start/stop, signals, pid file), [`logging`] (the Greengrass log layout),
-//!   [`sys`] (the only `unsafe`: libc calls), [`pki`] (certificates), [`demo`], [`status`].
+//!   [`app`] (wires them together), [`daemon`] (start/stop, signals, pid file), [`logging`]
+//!   (the Greengrass log layout), [`sys`] (the only `unsafe`: libc calls), [`pki`]
+//!   (certificates), [`demo`], [`status`], [`check`], [`cli`].
 //!
 //! ARCHITECTURE.md draws the map and the path of one message.
 
-pub mod cli;
+// L0
 pub mod config;
 pub mod json;
 pub mod limits;
-pub mod logging;
+pub mod topic;
+
+// L1
+pub mod router;
+pub mod spool;
+pub mod workq;
+
+// L2
+pub mod app;
+pub mod broker;
+pub mod check;
+pub mod cli;
+pub mod cloud;
 pub mod daemon;
+pub mod demo;
+pub mod logging;
+pub mod pki;
+pub mod status;
 pub mod sys;

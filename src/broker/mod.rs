@@ -1,0 +1,1 @@
+//! The local MQTT broker for group devices: TLS, certificate auth, sessions. Not built yet.

@@ -1,0 +1,1 @@
+//! `sprig demo`: a self-contained playground root. Not built yet.

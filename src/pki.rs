@@ -1,0 +1,1 @@
+//! Certificates: the group CA, the local server certificate, certificate ids. Not built yet.

@@ -1,0 +1,1 @@
+//! Store-and-forward for cloud-bound messages: memory ring or file segments. Not built yet.

@@ -1,0 +1,1 @@
+//! `sprig status`: what the running daemon reports about itself. Not built yet.
