@@ -55,3 +55,19 @@ pub const MIN_SPOOL_MAX_BYTES: u64 = 262_144;
 
 /// Default log space per component, KB (guide: LoggerDefinition default 128 KB... for FileSystem).
 pub const DEFAULT_LOG_SPACE_KB: u64 = 128;
+
+/// Budget bytes charged per spooled message on top of its topic and payload (cloud work): covers
+/// the index entry (40 bytes, grown by 1/8 at a time) and one allocation header, so the spool's
+/// real memory stays within `GG_CONFIG_MAX_SIZE_BYTES`. Checked by a unit test.
+pub const SPOOL_RECORD_OVERHEAD_BYTES: u64 = 64;
+
+/// Longest topic the spool stores, bytes (MQTT's u16 length; AWS IoT allows 256).
+pub const SPOOL_MAX_TOPIC_BYTES: usize = 65_535;
+
+/// FileSystem spool: a segment file is closed after this many bytes (plus one record), bytes.
+/// Small enough that acknowledged data is deleted soon, big enough to keep file counts low.
+pub const SPOOL_SEGMENT_BYTES: u64 = 64 * 1024;
+
+/// FileSystem spool: how often the acknowledged-head marker is rewritten, ms. A crash can
+/// resend at most this much already-acknowledged traffic (at-least-once allows it).
+pub const SPOOL_HEAD_FLUSH_MS: u64 = 1_000;
