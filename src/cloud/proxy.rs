@@ -69,7 +69,8 @@ pub fn parse_connect_reply(buf: &[u8]) -> Result<Option<usize>, String> {
     }
     if code.len() == 3 && code.starts_with('2') {
         Ok(Some(end + 4))
-    } else if code == "407" {
+    } else if code == "407" || code == "401" {
+        // tinyproxy answers a bad BasicAuth with 401.
         Err(format!("proxy refused the credentials: {status}"))
     } else {
         Err(format!("proxy refused CONNECT: {status}"))

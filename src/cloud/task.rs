@@ -92,8 +92,10 @@ pub(super) async fn run_connection(shared: Rc<Shared>, index: usize) {
         .await;
         let error = match attempt {
             Ok(mut conn) => {
-                let alpn = conn.alpn();
-                let (reached, why) = session(&shared, index, &mut conn, cfg.clone(), alpn).await;
+                if let Some(c) = shared.conns.borrow_mut().get_mut(index) {
+                    c.alpn = conn.alpn();
+                }
+                let (reached, why) = session(&shared, index, &mut conn, cfg.clone()).await;
                 if reached {
                     backoff.reset();
                 }
@@ -142,7 +144,6 @@ async fn session(
     index: usize,
     conn: &mut Conn,
     cfg: LinkConfig,
-    alpn: Option<String>,
 ) -> (bool, String) {
     let publisher = cfg.publisher;
     let mut link = Link::new(cfg, Instant::now());
@@ -211,9 +212,6 @@ async fn session(
         if !connected && link.is_connected() {
             connected = true;
             set_state(shared, index, LinkState::Connected, None);
-            if let Some(c) = shared.conns.borrow_mut().get_mut(index) {
-                c.alpn = alpn.clone();
-            }
             log::info!(
                 "cloud: {} connected to {}:{}",
                 shared.settings.client_id(index),
