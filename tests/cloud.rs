@@ -25,6 +25,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// (`harness = false`): `main` runs the scenarios one after another on the main thread.
 /// `cargo test --test cloud NAME` runs the scenarios whose name contains NAME.
 fn main() {
+    if let Ok(args) = std::env::var("SPRIG_CLOUD_CHILD") {
+        return spool_child(&args);
+    }
     let scenarios: &[(&str, fn())] = &[
         (
             "device_to_cloud_and_cloud_to_device",
@@ -54,6 +57,10 @@ fn main() {
         (
             "no_proxy_addresses_bypass_the_proxy",
             no_proxy_addresses_bypass_the_proxy,
+        ),
+        (
+            "kill_9_mid_burst_loses_nothing_spooled",
+            kill_9_mid_burst_loses_nothing_spooled,
         ),
     ];
     let filter: Vec<String> = std::env::args()
@@ -787,4 +794,78 @@ fn no_proxy_addresses_bypass_the_proxy() {
             cloud.status()
         );
     }));
+}
+
+/// Child process for the kill -9 scenario: a FileSystem spool and the cloud link; publishes
+/// `count` messages, printing `spooled N` once each is in the spool (what a device's PUBACK
+/// would promise), then keeps running until killed.
+fn spool_child(args: &str) {
+    use std::io::Write;
+    let mut it = args.split(',');
+    let dir = PathBuf::from(it.next().unwrap());
+    let port: u16 = it.next().unwrap().parse().unwrap();
+    let count: usize = it.next().unwrap().parse().unwrap();
+    let d = Dir(dir.clone());
+    let spool = Spool::open(&dir.join("spool"), 2_621_440).unwrap();
+    let ex = LocalExecutor::new();
+    let (cloud, _) = start(&ex, settings(&d, port, &[]), spool);
+    std::mem::forget(d); // the parent owns the directory
+    async_io::block_on(ex.run(async {
+        let mut out = std::io::stdout();
+        for i in 0..count {
+            cloud.publish("up/k", Bytes::from(i.to_string())).unwrap();
+            writeln!(out, "spooled {i}").unwrap();
+            out.flush().unwrap();
+            if i % 50 == 0 {
+                async_io::Timer::after(Duration::from_millis(1)).await;
+            }
+        }
+        futures_lite::future::pending::<()>().await;
+    }));
+}
+
+fn kill_9_mid_burst_loses_nothing_spooled() {
+    let d = Dir::new("kill9");
+    certs(&d.0);
+    let mut m = Mosquitto::start(&d);
+    let _sub = cloud_sub(&d, &m, "up/#", "sub.out");
+    // Broker down during the burst, so the spool holds it all and kill -9 hits mid-write.
+    m.stop();
+    let port = m.port;
+    let child = |count: usize, out: &str| {
+        Proc(
+            Command::new(std::env::current_exe().unwrap())
+                .env(
+                    "SPRIG_CLOUD_CHILD",
+                    format!("{},{},{count}", d.0.display(), port),
+                )
+                .stdout(fs::File::create(d.path(out)).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut burst = child(20_000, "child1.out");
+    assert!(block_wait(|| lines(&d, "child1.out").len() >= 2000));
+    let _ = burst.0.kill(); // SIGKILL
+    let _ = burst.0.wait();
+    let promised = lines(&d, "child1.out")
+        .iter()
+        .filter(|l| l.starts_with("spooled "))
+        .count();
+    assert!(promised < 20_000, "killed mid-burst");
+    m.restart();
+    let _drain = child(0, "child2.out");
+    let want = expected("k", promised);
+    assert!(
+        block_wait(|| dedup(&lines(&d, "sub.out")).len() >= promised),
+        "{} of {promised} arrived",
+        dedup(&lines(&d, "sub.out")).len()
+    );
+    let got = dedup(&lines(&d, "sub.out"));
+    assert_eq!(
+        &got[..promised],
+        &want[..],
+        "every spooled message, in order"
+    );
 }
