@@ -10,6 +10,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             0
         }
         Some("check") => crate::check::run(&args[1..]),
+        Some("demo") => crate::demo::run(&args[1..]),
         _ => {
             eprintln!("usage: sprig start|stop|restart|check|demo|status|--version");
             2
