@@ -46,5 +46,9 @@ pub fn config_path(root: &Path) -> PathBuf {
 
 /// Path of the deployed group under the write directory.
 pub fn group_path(write_dir: &Path) -> PathBuf {
-    write_dir.join("ggc").join("deployment").join("group").join("group.json")
+    write_dir
+        .join("ggc")
+        .join("deployment")
+        .join("group")
+        .join("group.json")
 }
