@@ -787,6 +787,13 @@ mod tests {
         ok(s).1.into_iter().map(|e| (e.key, e.message)).collect()
     }
 
+    fn assert_files(c: &Config) {
+        let certs = Path::new("/greengrass/certs");
+        assert_eq!(c.ca_file(), Some(certs.join("root.ca.pem").as_path()));
+        assert_eq!(c.cert_file(), Some(certs.join("hash.cert.pem").as_path()));
+        assert_eq!(c.key_file(), Some(certs.join("hash.private.key").as_path()));
+    }
+
     #[test]
     fn guide_example_and_defaults() {
         let (c, w) = ok(GUIDE_EXAMPLE);
@@ -805,18 +812,7 @@ mod tests {
         assert_eq!(ct.network_proxy, None);
         // crypto present: legacy paths ignored.
         assert_eq!(ct.ca_path, None);
-        assert_eq!(
-            c.ca_file(),
-            Some(Path::new("/greengrass/certs/root.ca.pem"))
-        );
-        assert_eq!(
-            c.cert_file(),
-            Some(Path::new("/greengrass/certs/hash.cert.pem"))
-        );
-        assert_eq!(
-            c.key_file(),
-            Some(Path::new("/greengrass/certs/hash.private.key"))
-        );
+        assert_files(&c);
         assert_eq!(c.cloud_client_id(), "core-thing-name");
         let crypto = c.crypto.as_ref().unwrap();
         assert!(crypto.secrets_manager.is_some());
@@ -842,18 +838,7 @@ mod tests {
         let (c, w) = ok(&s);
         assert_eq!(w.len(), 1, "unknown key 'unused' warns: {w:?}");
         assert!(c.crypto.is_none());
-        assert_eq!(
-            c.ca_file(),
-            Some(Path::new("/greengrass/certs/root.ca.pem"))
-        );
-        assert_eq!(
-            c.cert_file(),
-            Some(Path::new("/greengrass/certs/hash.cert.pem"))
-        );
-        assert_eq!(
-            c.key_file(),
-            Some(Path::new("/greengrass/certs/hash.private.key"))
-        );
+        assert_files(&c);
     }
 
     #[test]
