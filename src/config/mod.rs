@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod core;
 pub mod group;
+mod validate;
 
 pub use self::core::{Config, CoreThing, Crypto, NetworkProxy, Runtime};
 pub use self::group::{
