@@ -50,15 +50,12 @@ pub fn run(args: &[OsString]) -> i32 {
     start_daemon(&demo.root)
 }
 
-// CALL SITE (shell branch): replace the body with
-//   crate::daemon::start(crate::daemon::StartOptions { root: root.to_path_buf(), foreground: true, insecure: true })
-// once `daemon::start` lands.
 fn start_daemon(root: &Path) -> i32 {
-    eprintln!(
-        "sprig demo: the daemon is not built yet; the root at {} is ready for `sprig start -r {0} --foreground -i`",
-        root.display()
-    );
-    1
+    crate::daemon::start(crate::daemon::StartOptions {
+        root: root.to_path_buf(),
+        foreground: true,
+        insecure: true,
+    })
 }
 
 fn parse_args(args: &[OsString]) -> Result<(PathBuf, Option<u16>), String> {
