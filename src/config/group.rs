@@ -160,7 +160,9 @@ impl Group {
         let path = super::group_path(write_dir);
         match std::fs::read(&path) {
             Ok(bytes) => Group::parse(&bytes, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Group::default(), Vec::new())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((Group::default(), Vec::new()))
+            }
             Err(e) => Err(vec![ConfigError {
                 file: path,
                 key: String::new(),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod core;
 pub mod group;
+mod validate;
 
 pub use self::core::{Config, CoreThing, Crypto, NetworkProxy, Runtime};
 pub use self::group::{
@@ -46,5 +47,9 @@ pub fn config_path(root: &Path) -> PathBuf {
 
 /// Path of the deployed group under the write directory.
 pub fn group_path(write_dir: &Path) -> PathBuf {
-    write_dir.join("ggc").join("deployment").join("group").join("group.json")
+    write_dir
+        .join("ggc")
+        .join("deployment")
+        .join("group")
+        .join("group.json")
 }
