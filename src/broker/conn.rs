@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use bytes::{Buf, BytesMut};
 use futures_lite::future;
-use mqttbytes::v4::{self, ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck};
+use mqttbytes::v4::{
+    self, ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck,
+};
 use mqttbytes::{PacketType, Protocol, QoS};
 use rustls::{ServerConfig, ServerConnection};
 
@@ -47,7 +49,12 @@ impl Drop for Slot {
 }
 
 /// Serves one accepted socket until it closes. The caller has counted it in `connections`.
-pub async fn serve(hub: Rc<Hub>, sock: Async<TcpStream>, peer: SocketAddr, config: Arc<ServerConfig>) {
+pub async fn serve(
+    hub: Rc<Hub>,
+    sock: Async<TcpStream>,
+    peer: SocketAddr,
+    config: Arc<ServerConfig>,
+) {
     let _slot = Slot(hub.clone());
     let tls = match ServerConnection::new(config) {
         Ok(t) => t,
@@ -71,7 +78,10 @@ pub async fn serve(hub: Rc<Hub>, sock: Async<TcpStream>, peer: SocketAddr, confi
         }
         None => {
             bump(&hub.stats.refused_handshake);
-            log::info!("{peer}: no TLS handshake within {} s: closed", limits::TLS_HANDSHAKE_TIMEOUT_SECS);
+            log::info!(
+                "{peer}: no TLS handshake within {} s: closed",
+                limits::TLS_HANDSHAKE_TIMEOUT_SECS
+            );
             return;
         }
     }
@@ -93,7 +103,11 @@ pub async fn serve(hub: Rc<Hub>, sock: Async<TcpStream>, peer: SocketAddr, confi
         connect_deadline: Instant::now() + Duration::from_secs(limits::CONNECT_TIMEOUT_SECS),
     };
     let end = c.run().await;
-    let who = c.device.as_ref().map(|o| o.thing_name.clone()).unwrap_or_default();
+    let who = c
+        .device
+        .as_ref()
+        .map(|o| o.thing_name.clone())
+        .unwrap_or_default();
     if let Some(ob) = c.device.take() {
         hub.unregister(&ob);
     }
@@ -115,7 +129,9 @@ pub async fn serve(hub: Rc<Hub>, sock: Async<TcpStream>, peer: SocketAddr, confi
             bump(&hub.stats.refused_auth);
             log::warn!("{peer}: refused: {why}");
         }
-        End::Replaced => log::info!("{peer} {who}: closed: a new connection with the same client id took over"),
+        End::Replaced => {
+            log::info!("{peer} {who}: closed: a new connection with the same client id took over")
+        }
     }
 }
 
@@ -306,7 +322,9 @@ impl Conn {
                 Err(mqttbytes::Error::PayloadSizeLimitExceeded(len)) => {
                     let is_publish = self.inbuf[0] >> 4 == PacketType::Publish as u8;
                     if !is_publish {
-                        return Err(End::Malformed(format!("{len}-byte packet is over the limit")));
+                        return Err(End::Malformed(format!(
+                            "{len}-byte packet is over the limit"
+                        )));
                     }
                     bump(&self.hub.stats.dropped_oversize);
                     log::warn!(
@@ -316,7 +334,13 @@ impl Conn {
                         limits::MAX_PAYLOAD_BYTES
                     );
                     // Header length: 1 type byte + the remaining-length bytes.
-                    let hdr = 1 + self.inbuf[1..].iter().take(4).take_while(|b| *b & 0x80 != 0).count() + 1;
+                    let hdr = 1
+                        + self.inbuf[1..]
+                            .iter()
+                            .take(4)
+                            .take_while(|b| *b & 0x80 != 0)
+                            .count()
+                        + 1;
                     let total = hdr + len;
                     let have = self.inbuf.len().min(total);
                     self.inbuf.advance(have);
@@ -330,7 +354,10 @@ impl Conn {
     }
 
     fn name(&self) -> &str {
-        self.device.as_ref().map(|o| o.thing_name.as_str()).unwrap_or("")
+        self.device
+            .as_ref()
+            .map(|o| o.thing_name.as_str())
+            .unwrap_or("")
     }
 
     /// Handles up to FRAMES_PER_WAKE complete packets from `inbuf`.
@@ -352,7 +379,10 @@ impl Conn {
         Ok(Step::Continue(!self.inbuf.is_empty()))
     }
 
-    fn send(&mut self, write: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>) -> Result<(), End> {
+    fn send(
+        &mut self,
+        write: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
+    ) -> Result<(), End> {
         let mut buf = BytesMut::with_capacity(8);
         write(&mut buf).map_err(|e| End::Malformed(format!("cannot encode a reply: {e:?}")))?;
         self.s.tls.writer().write_all(&buf).map_err(End::Io)
@@ -362,7 +392,10 @@ impl Conn {
         let Some(ob) = self.device.clone() else {
             return match packet {
                 Packet::Connect(c) => self.on_connect(c),
-                other => Err(End::Malformed(format!("expected CONNECT, got {:?}", packet_name(&other)))),
+                other => Err(End::Malformed(format!(
+                    "expected CONNECT, got {:?}",
+                    packet_name(&other)
+                ))),
             };
         };
         match packet {
@@ -440,7 +473,12 @@ impl Conn {
         self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(c.keep_alive.into()));
         let ob = Rc::new(Outbox::new(&thing));
         self.hub.register(ob.clone());
-        log::info!("{} {}: connected (certificate {})", self.peer, thing, &self.cert_id[..12]);
+        log::info!(
+            "{} {}: connected (certificate {})",
+            self.peer,
+            thing,
+            &self.cert_id[..12]
+        );
         self.device = Some(ob);
         Ok(Step::Continue(false))
     }

@@ -101,7 +101,10 @@ impl Outbox {
     }
 
     fn wants(&self, topic_name: &str) -> bool {
-        self.filters.borrow().iter().any(|f| topic::filter_matches(f, topic_name))
+        self.filters
+            .borrow()
+            .iter()
+            .any(|f| topic::filter_matches(f, topic_name))
     }
 
     /// Queues a frame, or drops it when the outbox is full. Returns whether it was queued.
@@ -148,7 +151,10 @@ impl Hub {
     pub fn new(group: &Group, queue: QueueHandle, max_connections: usize) -> Rc<Hub> {
         let router = Router::new(&group.subscriptions);
         if router.invalid_subjects() > 0 {
-            log::warn!("{} subscriptions have an invalid Subject and are ignored", router.invalid_subjects());
+            log::warn!(
+                "{} subscriptions have an invalid Subject and are ignored",
+                router.invalid_subjects()
+            );
         }
         let devices = group
             .devices
@@ -179,7 +185,11 @@ impl Hub {
     /// Registers a connected device; a previous connection with the same client id is told to
     /// close (MQTT 3.1.1 §3.1.4-2).
     pub fn register(&self, outbox: Rc<Outbox>) {
-        if let Some(old) = self.sessions.borrow_mut().insert(outbox.thing_name.clone(), outbox) {
+        if let Some(old) = self
+            .sessions
+            .borrow_mut()
+            .insert(outbox.thing_name.clone(), outbox)
+        {
             old.replaced.set(true);
             old.wake.notify();
         }
@@ -188,7 +198,9 @@ impl Hub {
     /// Forgets a device's connection, unless a newer one replaced it.
     pub fn unregister(&self, outbox: &Rc<Outbox>) {
         let mut s = self.sessions.borrow_mut();
-        if s.get(&outbox.thing_name).is_some_and(|o| Rc::ptr_eq(o, outbox)) {
+        if s.get(&outbox.thing_name)
+            .is_some_and(|o| Rc::ptr_eq(o, outbox))
+        {
             s.remove(&outbox.thing_name);
         }
     }
@@ -205,7 +217,11 @@ impl Hub {
         self.router.route_from(&item.source, &item.topic, scratch);
         if scratch.is_empty() {
             bump(&self.stats.dropped_no_route);
-            log::debug!("no subscription routes {:?} from {:?}: dropped", item.topic, item.source);
+            log::debug!(
+                "no subscription routes {:?} from {:?}: dropped",
+                item.topic,
+                item.source
+            );
             return;
         }
         let mut frame: Option<Bytes> = None;
@@ -229,7 +245,11 @@ impl Hub {
                         bump(&self.stats.delivered);
                     } else {
                         bump(&self.stats.dropped_slow_subscriber);
-                        log::debug!("{} is not reading: dropped a message on {:?}", name, item.topic);
+                        log::debug!(
+                            "{} is not reading: dropped a message on {:?}",
+                            name,
+                            item.topic
+                        );
                     }
                 }
                 Some(Endpoint::Cloud) => {
@@ -237,7 +257,10 @@ impl Hub {
                     let sent = sink.is_some_and(|s| s.send(&item.topic, &item.payload));
                     if !sent {
                         bump(&self.stats.dropped_cloud);
-                        log::debug!("cloud link unavailable: dropped a message on {:?}", item.topic);
+                        log::debug!(
+                            "cloud link unavailable: dropped a message on {:?}",
+                            item.topic
+                        );
                     }
                 }
                 Some(Endpoint::ShadowService) => {

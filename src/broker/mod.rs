@@ -40,7 +40,12 @@ pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
 
 /// Accepts device connections forever, each served by its own task on `ex`. Connections over
 /// `hub.max_connections` are closed at accept, with a log line, and counted.
-pub async fn run_listener(hub: Rc<Hub>, ex: &LocalExecutor<'_>, listener: Async<TcpListener>, tls: ServerConfigSlot) {
+pub async fn run_listener(
+    hub: Rc<Hub>,
+    ex: &LocalExecutor<'_>,
+    listener: Async<TcpListener>,
+    tls: ServerConfigSlot,
+) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -53,7 +58,9 @@ pub async fn run_listener(hub: Rc<Hub>, ex: &LocalExecutor<'_>, listener: Async<
         };
         let stats = &hub.stats;
         if stats.connections.get() >= hub.max_connections {
-            stats.refused_connection_limit.set(stats.refused_connection_limit.get() + 1);
+            stats
+                .refused_connection_limit
+                .set(stats.refused_connection_limit.get() + 1);
             log::warn!(
                 "{peer}: refused: {} connections open, the limit (sprig.maxConnections) is {}",
                 stats.connections.get(),
@@ -65,6 +72,7 @@ pub async fn run_listener(hub: Rc<Hub>, ex: &LocalExecutor<'_>, listener: Async<
         stats.connections.set(stats.connections.get() + 1);
         stats.accepted_total.set(stats.accepted_total.get() + 1);
         let config = tls.borrow().clone();
-        ex.spawn(conn::serve(hub.clone(), sock, peer, config)).detach();
+        ex.spawn(conn::serve(hub.clone(), sock, peer, config))
+            .detach();
     }
 }

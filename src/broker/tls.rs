@@ -4,7 +4,6 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::Arc;
 
 use async_io::Async;
@@ -12,7 +11,9 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, ServerConnection, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, ServerConfig, ServerConnection, SignatureScheme,
+};
 
 /// Why the TLS server could not be set up.
 #[derive(Debug)]
@@ -91,40 +92,12 @@ pub fn server_config(
         .map_err(|e| TlsSetupError(format!("TLS setup: {e}")))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| TlsSetupError(format!("server certificate and key do not fit together: {e}")))?;
+        .map_err(|e| {
+            TlsSetupError(format!(
+                "server certificate and key do not fit together: {e}"
+            ))
+        })?;
     Ok(Arc::new(config))
-}
-
-/// Reads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1) from files.
-pub fn load_pem(
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsSetupError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| TlsSetupError(format!("cannot read {}: {e}", p.display())))
-    };
-    let cert_pem = read(cert_path)?;
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsSetupError(format!("{}: not a PEM certificate: {e}", cert_path.display())))?;
-    if chain.is_empty() {
-        return Err(TlsSetupError(format!("{}: no certificate in the file", cert_path.display())));
-    }
-    let key_pem = read(key_path)?;
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| TlsSetupError(format!("{}: not a PEM private key: {e}", key_path.display())))?
-        .ok_or_else(|| TlsSetupError(format!("{}: no private key in the file", key_path.display())))?;
-    Ok((chain, key))
-}
-
-/// The AWS IoT certificate id: lowercase hex SHA-256 of the certificate's DER.
-pub fn certificate_id(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut s = String::with_capacity(64);
-    for b in digest.as_ref() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
 }
 
 /// What a read from the socket produced.
@@ -207,7 +180,10 @@ impl TlsStream {
             }
             match self.read_some(usize::MAX)? {
                 ReadOutcome::Closed => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the TLS handshake"))
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed during the TLS handshake",
+                    ))
                 }
                 ReadOutcome::WouldBlock => self.sock.readable().await?,
                 ReadOutcome::Data => {}
@@ -225,7 +201,7 @@ impl TlsStream {
         self.tls
             .peer_certificates()
             .and_then(|c| c.first())
-            .map(|c| certificate_id(c.as_ref()))
+            .map(|c| crate::pki::certificate_id(c.as_ref()))
     }
 }
 
@@ -235,19 +211,5 @@ struct SockReader<'a>(&'a TcpStream);
 impl Read for SockReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&mut &*self.0).read(buf)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn certificate_id_is_lowercase_hex_sha256() {
-        // SHA-256 of the empty string.
-        assert_eq!(
-            certificate_id(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 }
