@@ -724,6 +724,7 @@ fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
 
 #[cfg(test)]
 mod tests {
+    use super::super::validate::testing;
     use super::*;
 
     const ROOT: &str = "/greengrass";
@@ -771,16 +772,11 @@ mod tests {
     }
 
     fn errors(s: &str) -> Vec<(String, String)> {
-        match parse(s) {
-            Ok(_) => panic!("{s} parsed"),
-            Err(e) => e.into_iter().map(|e| (e.key, e.message)).collect(),
-        }
+        testing::errors(s, parse(s))
     }
 
     fn one_error(s: &str) -> (String, String) {
-        let e = errors(s);
-        assert_eq!(e.len(), 1, "{e:?}");
-        e.into_iter().next().unwrap_or_default()
+        testing::one_error(errors(s))
     }
 
     fn warnings(s: &str) -> Vec<(String, String)> {

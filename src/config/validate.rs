@@ -259,3 +259,26 @@ impl<'v> Obj<'v> {
         }
     }
 }
+
+/// Test helpers shared by the config.json and group.json tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::ConfigError;
+
+    /// The (key, message) pairs of a parse that must fail.
+    pub fn errors<T>(
+        input: &str,
+        result: Result<(T, Vec<ConfigError>), Vec<ConfigError>>,
+    ) -> Vec<(String, String)> {
+        match result {
+            Ok(_) => panic!("{input} parsed"),
+            Err(e) => e.into_iter().map(|e| (e.key, e.message)).collect(),
+        }
+    }
+
+    /// The single (key, message) of a parse that must fail with exactly one error.
+    pub fn one_error(e: Vec<(String, String)>) -> (String, String) {
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e.into_iter().next().unwrap_or_default()
+    }
+}
