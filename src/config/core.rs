@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::validate::{Obj, Report};
+use super::validate::{read_bounded, Obj, Report};
 use super::ConfigError;
 use crate::json::Value;
 use crate::limits;
@@ -134,16 +134,18 @@ impl Config {
         }
     }
 
-    /// Reads and parses `ROOT/config/config.json`.
+    /// Reads and parses `ROOT/config/config.json`. A file over
+    /// [`limits::MAX_CONFIG_JSON_BYTES`] is refused before it is read.
     pub fn load(root: &Path) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
         let path = super::config_path(root);
-        match std::fs::read(&path) {
-            Ok(bytes) => Config::parse(&bytes, root, &path),
-            Err(e) => Err(vec![ConfigError {
+        match read_bounded(&path, limits::MAX_CONFIG_JSON_BYTES) {
+            Ok(Some(bytes)) => Config::parse(&bytes, root, &path),
+            Ok(None) => Err(vec![ConfigError {
                 file: path,
                 key: String::new(),
-                message: format!("cannot read: {e}"),
+                message: "missing; sprig needs ROOT/config/config.json (see examples/conf/)".into(),
             }]),
+            Err(e) => Err(vec![e]),
         }
     }
 

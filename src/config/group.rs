@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::validate::{too_large, Obj, Report};
+use super::validate::{read_bounded, Obj, Report};
 use super::{Config, ConfigError};
 use crate::json::Value;
 use crate::limits;
@@ -295,35 +295,6 @@ impl Group {
             })
             .collect()
     }
-}
-
-/// Reads a file of at most `max` bytes; `Ok(None)` when it does not exist.
-fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, ConfigError> {
-    use std::io::Read;
-    let err = |message: String| ConfigError {
-        file: path.to_path_buf(),
-        key: String::new(),
-        message,
-    };
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(format!("cannot read: {e}"))),
-    };
-    if let Ok(m) = f.metadata() {
-        if m.len() > max as u64 {
-            return Err(err(too_large(m.len(), max)));
-        }
-    }
-    // The size can change between stat and read: never read more than max + 1 bytes.
-    let mut bytes = Vec::new();
-    f.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(format!("cannot read: {e}")))?;
-    if bytes.len() > max {
-        return Err(err(too_large(bytes.len() as u64, max)));
-    }
-    Ok(Some(bytes))
 }
 
 fn parse_checked(
