@@ -262,6 +262,53 @@ impl CloudStatus {
     }
 }
 
+impl crate::broker::CloudSink for Cloud {
+    fn send(&self, topic: &str, payload: &Bytes) -> bool {
+        self.publish(topic, payload.clone()).is_ok()
+    }
+}
+
+impl CloudStatus {
+    /// The `cloud` and `spool` sections of the status file (flat objects: one line each in
+    /// `sprig status`).
+    pub fn sections(&self) -> (crate::json::Value, crate::json::Value) {
+        use crate::json::Value;
+        let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        let obj = |f: Vec<(&str, Value)>| Value::Object(f.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+        let up = self.connections.iter().filter(|c| c.state == LinkState::Connected).count();
+        let state = match up {
+            0 => self.connections.first().map_or("offline", |c| c.state.as_str()),
+            n if n == self.connections.len() => "connected",
+            _ => "partly connected",
+        };
+        let last_error = self.connections.iter().map(|c| c.last_error.as_str()).find(|e| !e.is_empty()).unwrap_or("");
+        let cloud = obj(vec![
+            ("state", Value::String(state.into())),
+            ("endpoint", Value::String(self.endpoint.clone())),
+            ("connections", int(self.connections.len() as u64)),
+            ("connected", int(up as u64)),
+            ("published", int(self.published)),
+            ("received", int(self.inbound_delivered)),
+            ("received_dropped", int(self.inbound_dropped)),
+            ("last_error", Value::String(last_error.into())),
+        ]);
+        let s = &self.spool;
+        let spool = obj(vec![
+            ("storage", Value::String(if self.persistent_spool { "FileSystem" } else { "Memory" }.into())),
+            ("messages", int(s.messages)),
+            ("bytes", int(s.bytes)),
+            ("budget", int(s.budget)),
+            ("dropped_full", int(s.dropped_full)),
+            ("dropped_too_big", int(s.dropped_too_big)),
+            ("dropped_corrupt", int(s.dropped_corrupt)),
+            ("dropped_io", int(s.dropped_io)),
+            ("corrupt_segments", int(s.corrupt_segments)),
+            ("torn_tails", int(s.torn_tails)),
+        ]);
+        (cloud, spool)
+    }
+}
+
 /// Wakes the publishing connection when the spool gets a message. One waiter, one thread.
 #[derive(Default)]
 pub(crate) struct Notify {
@@ -349,6 +396,11 @@ impl Cloud {
             Err(e) => log::warn!("cloud: message on {topic:?} not spooled: {e}"),
         }
         r
+    }
+
+    /// Writes the FileSystem spool's head marker now (at shutdown).
+    pub fn flush(&self) {
+        self.0.spool.borrow_mut().flush();
     }
 
     pub fn status(&self) -> CloudStatus {
