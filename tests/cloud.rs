@@ -1,15 +1,14 @@
 //! The cloud link against a real mosquitto standing in for AWS IoT Core: TLS listener that
 //! requires client certificates (made with the openssl CLI), mosquitto_sub/pub as the cloud side.
-//! These drive the library (`sprig::cloud`) directly; the end-to-end tests through the daemon
-//! come when the broker and app land.
+//! These drive the library (`sprig::cloud`) directly; tests/cloud_e2e.rs goes through the daemon.
 
 use std::cell::RefCell;
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_executor::LocalExecutor;
 use bytes::Bytes;
@@ -17,12 +16,12 @@ use sprig::cloud::{Cloud, CloudSettings, LinkState};
 use sprig::config::NetworkProxy;
 use sprig::spool::Spool;
 
-const WAIT: Duration = Duration::from_secs(60);
+mod cloud_peer;
+use cloud_peer::*;
 
-/// async-io is patched to have no helper thread, so `block_on` must only ever run on one
-/// thread of a process (another thread's `block_on` can park forever waiting for a reactor
-/// driver). The daemon has one thread; this test file has no harness threads either
-/// (`harness = false`): `main` runs the scenarios one after another on the main thread.
+/// Like the daemon, this file runs `block_on` on one thread only (`harness = false`): `main`
+/// runs the scenarios one after another on the main thread. (async-io is patched to have no
+/// helper thread; `block_on` on several threads at once was where that hurt.)
 /// `cargo test --test cloud NAME` runs the scenarios whose name contains NAME.
 fn main() {
     if let Ok(args) = std::env::var("SPRIG_CLOUD_CHILD") {
@@ -84,257 +83,6 @@ fn main() {
     }
 }
 
-struct Dir(PathBuf);
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("sprig-cloud-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Kills the child when dropped, so a failing test leaves no broker behind.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a certificate signed by it (EC P-256).
-fn issue(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &format!("{name}.key"),
-            "-subj",
-            &format!("/CN={cn}"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    let ext = format!("{name}.ext");
-    let mut text = "basicConstraints=CA:FALSE\n".to_string();
-    if let Some(san) = san {
-        text.push_str(&format!("subjectAltName={san}\n"));
-    }
-    fs::write(dir.join(&ext), text).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            &format!("{name}.key"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-/// Certificates for a test: `ca` signs the server ("localhost", 127.0.0.1), the core and a
-/// cloud-side client; `otherca` signs nothing we use (the wrong CA).
-fn certs(dir: &Path) {
-    make_ca(dir, "ca");
-    make_ca(dir, "otherca");
-    issue(
-        dir,
-        "ca",
-        "server",
-        "localhost",
-        Some("DNS:localhost,IP:127.0.0.1"),
-    );
-    issue(dir, "ca", "core", "core", None);
-    issue(dir, "ca", "cloudclient", "cloudclient", None);
-}
-
-/// mosquitto with a TLS listener that requires client certificates, persistence on.
-struct Mosquitto {
-    port: u16,
-    conf: PathBuf,
-    log: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Mosquitto {
-    fn start(d: &Dir) -> Mosquitto {
-        let port = free_port();
-        let conf = d.path("mosquitto.conf");
-        let log = d.path("mosquitto.log");
-        let p = |f: &str| d.path(f).display().to_string();
-        fs::write(
-            &conf,
-            format!(
-                "user root\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-                 use_identity_as_username true\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 autosave_interval 1\nlog_dest file {}\nlog_type all\nmax_queued_messages 100000\n",
-                p("ca.pem"),
-                p("server.pem"),
-                p("server.key"),
-                d.0.display(),
-                log.display()
-            ),
-        )
-        .unwrap();
-        let mut m = Mosquitto {
-            port,
-            conf,
-            log,
-            proc: None,
-        };
-        m.restart();
-        m
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.proc = Some(Proc(child));
-        let port = self.port;
-        assert!(
-            block_wait(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
-            "mosquitto did not start"
-        );
-    }
-
-    /// Stops the broker (SIGTERM, so it saves its sessions).
-    fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            unsafe_term(p.0.id());
-            let _ = p.0.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn unsafe_term(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-}
-
-fn block_wait(mut cond: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < WAIT {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// Polls `cond` on the executor (so the cloud tasks run meanwhile).
-async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < WAIT {
-        if cond() {
-            return true;
-        }
-        async_io::Timer::after(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 fn settings(d: &Dir, port: u16, filters: &[&str]) -> CloudSettings {
     CloudSettings {
         host: "localhost".into(),
@@ -354,86 +102,6 @@ fn settings(d: &Dir, port: u16, filters: &[&str]) -> CloudSettings {
 }
 
 /// A cloud-side subscriber (persistent session, QoS 1), printing `topic payload` lines.
-fn cloud_sub(d: &Dir, m: &Mosquitto, topic: &str, out: &str) -> Proc {
-    let child = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &m.port.to_string(),
-            "-q",
-            "1",
-            "-c",
-            "-i",
-            "cloudsub",
-            "-v",
-            "-t",
-            topic,
-        ])
-        .arg("--cafile")
-        .arg(d.path("ca.pem"))
-        .arg("--cert")
-        .arg(d.path("cloudclient.pem"))
-        .arg("--key")
-        .arg(d.path("cloudclient.key"))
-        .stdout(fs::File::create(d.path(out)).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    assert!(
-        block_wait(|| m.log().contains("Received SUBSCRIBE from cloudsub")),
-        "subscriber did not subscribe"
-    );
-    p
-}
-
-fn cloud_pub(d: &Dir, m: &Mosquitto, topic: &str, payload: &str, qos: &str) {
-    let ok = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &m.port.to_string(),
-            "-q",
-            qos,
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .arg("--cafile")
-        .arg(d.path("ca.pem"))
-        .arg("--cert")
-        .arg(d.path("cloudclient.pem"))
-        .arg("--key")
-        .arg(d.path("cloudclient.key"))
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn lines(d: &Dir, f: &str) -> Vec<String> {
-    fs::read_to_string(d.path(f))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// First occurrences, in order (at-least-once allows duplicates).
-fn dedup(v: &[String]) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    v.iter()
-        .filter(|l| seen.insert(l.to_string()))
-        .cloned()
-        .collect()
-}
-
-fn expected(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("up/{prefix} {i}")).collect()
-}
-
 type Inbox = Rc<RefCell<Vec<(String, String)>>>;
 
 fn start(ex: &LocalExecutor<'_>, s: CloudSettings, spool: Spool) -> (Cloud, Inbox) {

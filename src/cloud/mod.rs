@@ -274,14 +274,28 @@ impl CloudStatus {
     pub fn sections(&self) -> (crate::json::Value, crate::json::Value) {
         use crate::json::Value;
         let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
-        let obj = |f: Vec<(&str, Value)>| Value::Object(f.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
-        let up = self.connections.iter().filter(|c| c.state == LinkState::Connected).count();
+        let obj = |f: Vec<(&str, Value)>| {
+            Value::Object(f.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        };
+        let up = self
+            .connections
+            .iter()
+            .filter(|c| c.state == LinkState::Connected)
+            .count();
         let state = match up {
-            0 => self.connections.first().map_or("offline", |c| c.state.as_str()),
+            0 => self
+                .connections
+                .first()
+                .map_or("offline", |c| c.state.as_str()),
             n if n == self.connections.len() => "connected",
             _ => "partly connected",
         };
-        let last_error = self.connections.iter().map(|c| c.last_error.as_str()).find(|e| !e.is_empty()).unwrap_or("");
+        let last_error = self
+            .connections
+            .iter()
+            .map(|c| c.last_error.as_str())
+            .find(|e| !e.is_empty())
+            .unwrap_or("");
         let cloud = obj(vec![
             ("state", Value::String(state.into())),
             ("endpoint", Value::String(self.endpoint.clone())),
@@ -294,7 +308,17 @@ impl CloudStatus {
         ]);
         let s = &self.spool;
         let spool = obj(vec![
-            ("storage", Value::String(if self.persistent_spool { "FileSystem" } else { "Memory" }.into())),
+            (
+                "storage",
+                Value::String(
+                    if self.persistent_spool {
+                        "FileSystem"
+                    } else {
+                        "Memory"
+                    }
+                    .into(),
+                ),
+            ),
             ("messages", int(s.messages)),
             ("bytes", int(s.bytes)),
             ("budget", int(s.budget)),
