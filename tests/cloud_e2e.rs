@@ -374,3 +374,111 @@ fn spool_full_drops_oldest_counted_in_status_with_rss_bounded() {
         "RSS grew from {before} to {after} kB"
     );
 }
+
+#[test]
+fn persistent_session_delivers_what_the_cloud_sent_while_sprig_was_down() {
+    let rig = rig(
+        "e2e-persist",
+        r#""GG_CONFIG_SUBSCRIPTION_QUALITY":"AtLeastOncePersistent""#,
+    );
+    let mut daemon = rig.root.start();
+    assert!(
+        wait_until(PATIENCE, || rig
+            .mosq
+            .log()
+            .contains("Received SUBSCRIBE from sprig-test-core-c00")),
+        "{}",
+        daemon.output()
+    );
+    assert!(
+        rig.mosq.log().contains("sprig-test-core-c00 (p2, c0,"),
+        "cleanSession=0"
+    );
+    daemon.signal(15);
+    assert!(daemon.wait_exit(PATIENCE).is_some());
+    // While sprig is down the cloud publishes at QoS 1; the broker keeps them for the session.
+    for i in 0..3 {
+        cloud_peer::cloud_pub(
+            &rig.cloud,
+            &rig.mosq,
+            "down/p",
+            &format!("while-down-{i}"),
+            "1",
+        );
+    }
+    // Hold the cloud back until device A is subscribed to sprig (local delivery is QoS 0).
+    let mut mosq = rig.mosq;
+    mosq.stop();
+    let rig = Rig { mosq, ..rig };
+    let daemon = rig.root.start();
+    let sub_out = rig.root.dir.path().join("dev.out");
+    let _dev = Proc(
+        Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub"])
+            .args(dev_args(&rig))
+            .args(["-d", "-v", "-t", "down/#"])
+            .stdout(fs::File::create(&sub_out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dev_text = || fs::read_to_string(&sub_out).unwrap_or_default();
+    assert!(
+        wait_until(PATIENCE, || dev_text().contains("SUBACK")),
+        "{}",
+        daemon.output()
+    );
+    let mut mosq = rig.mosq;
+    mosq.restart();
+    let rig = Rig { mosq, ..rig };
+    assert!(
+        wait_until(PATIENCE, || dev_text().contains("down/p while-down-2")),
+        "{}\n{}",
+        dev_text(),
+        status(&rig)
+    );
+    let text = dev_text();
+    let got: Vec<&str> = text.lines().filter(|l| l.starts_with("down/p ")).collect();
+    assert_eq!(
+        got,
+        [
+            "down/p while-down-0",
+            "down/p while-down-1",
+            "down/p while-down-2"
+        ]
+    );
+}
+
+#[test]
+fn wrong_cloud_ca_is_refused_logged_and_retried() {
+    let rig = rig("e2e-wrongca", "");
+    fs::copy(
+        rig.cloud.path("otherca.pem"),
+        rig.root.certs().join("root.ca.pem"),
+    )
+    .unwrap();
+    let daemon = rig.root.start();
+    let log = || {
+        let mut s = daemon.output();
+        s.push_str(
+            &fs::read_to_string(rig.root.log_dir().join("system/runtime.log")).unwrap_or_default(),
+        );
+        s
+    };
+    assert!(
+        wait_until(PATIENCE, || log().matches("UnknownIssuer").count() >= 2),
+        "{}",
+        log()
+    );
+    assert!(log().contains("retrying in"), "{}", log());
+    assert!(
+        wait_until(PATIENCE, || status(&rig).contains("UnknownIssuer")),
+        "{}",
+        status(&rig)
+    );
+    assert!(!status(&rig).contains("state connected"));
+    assert!(
+        !rig.mosq.log().contains("New client connected"),
+        "no session was made"
+    );
+}
