@@ -369,6 +369,7 @@ fn spool_full_drops_oldest_counted_in_status_with_rss_bounded() {
     let bytes = stat(&rig, "spool", "bytes").unwrap();
     assert!(bytes <= 262_144, "{bytes}");
     let after = rss();
+    eprintln!("spool full: RSS {before} kB before, {after} kB after 4 MiB into a 256 KiB spool");
     assert!(
         after < before + 4 * 1024,
         "RSS grew from {before} to {after} kB"
