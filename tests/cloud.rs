@@ -58,6 +58,10 @@ fn main() {
             through_https_proxy_tls_inside_tls,
         ),
         (
+            "more_than_fifty_filters_open_more_connections",
+            more_than_fifty_filters_open_more_connections,
+        ),
+        (
             "no_proxy_addresses_bypass_the_proxy",
             no_proxy_addresses_bypass_the_proxy,
         ),
@@ -587,4 +591,53 @@ fn through_https_proxy_tls_inside_tls() {
     assert_eq!(dedup(&lines(&d, "sub.out")), expected("s", 10));
     let log = fs::read_to_string(d.path("tinyproxy.log")).unwrap_or_default();
     assert!(log.contains(&format!("localhost:{}", m.port)), "{log}");
+}
+
+/// 120 cloud-sourced filters: `-c00` and `-c01` carry 50 each, `-c02` the last 20.
+fn more_than_fifty_filters_open_more_connections() {
+    let d = Dir::new("manyfilters");
+    certs(&d.0);
+    let m = Mosquitto::start(&d);
+    let filters: Vec<String> = (0..120).map(|i| format!("f/{i}")).collect();
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let ex = LocalExecutor::new();
+    let (cloud, inbox) = start(&ex, settings(&d, m.port, &refs), Spool::memory(1 << 20));
+    async_io::block_on(ex.run(async {
+        assert!(
+            wait_until(|| connected(&cloud)).await,
+            "{:?}",
+            cloud.status()
+        );
+        assert!(wait_until(|| m.log().contains("Received SUBSCRIBE from core-c02")).await);
+        for f in ["f/0", "f/49", "f/50", "f/119"] {
+            cloud_pub(&d, &m, f, f, "0");
+        }
+        assert!(
+            wait_until(|| inbox.borrow().len() >= 4).await,
+            "{:?}",
+            inbox.borrow()
+        );
+    }));
+    let ids: Vec<String> = cloud
+        .status()
+        .connections
+        .iter()
+        .map(|c| c.client_id.clone())
+        .collect();
+    assert_eq!(ids, ["core-c00", "core-c01", "core-c02"]);
+    let mut got: Vec<String> = inbox.borrow().iter().map(|(t, _)| t.clone()).collect();
+    got.sort();
+    assert_eq!(got, ["f/0", "f/119", "f/49", "f/50"]);
+    // mosquitto logs each granted filter as `<client id> <qos> <filter>`.
+    let log = m.log();
+    let count = |id: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("{id} 0 f/")))
+            .count()
+    };
+    assert_eq!(
+        (count("core-c00"), count("core-c01"), count("core-c02")),
+        (50, 50, 20),
+        "{log}"
+    );
 }

@@ -441,3 +441,76 @@ impl Cloud {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"{{"coreThing":{{"caPath":"ca.pem","certPath":"c.pem","keyPath":"k.pem",
+            "thingArn":"arn:aws:iot:us-east-1:123456789012:thing/MyCore","iotHost":"x-ats.iot.us-east-1.amazonaws.com",
+            "ggHost":"greengrass-ats.iot.us-east-1.amazonaws.com"{extra}}},"runtime":{{"cgroup":{{"useSystemd":"no"}}}}}}"#
+        );
+        let root = Path::new("/greengrass");
+        Config::parse(text.as_bytes(), root, Path::new("config.json"))
+            .map(|(c, _)| c)
+            .unwrap()
+    }
+
+    fn group(cloud_subs: usize, persistent: bool) -> Group {
+        let subs: Vec<String> = (0..cloud_subs)
+            .map(|i| format!(r#"{{"Id":"s{i}","Source":"cloud","Subject":"t/{i}/#","Target":"GGShadowService"}}"#))
+            .collect();
+        let quality = if persistent {
+            "AtLeastOncePersistent"
+        } else {
+            "AtMostOnce"
+        };
+        let text = format!(
+            r#"{{"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}},
+            "FunctionDefinitionVersion":{{"Functions":[{{"Id":"sp","FunctionArn":"arn:aws:lambda:::function:GGCloudSpooler:1",
+            "FunctionConfiguration":{{"Environment":{{"Variables":{{"GG_CONFIG_SUBSCRIPTION_QUALITY":"{quality}"}}}},"Executable":"spooler","Pinned":true}}}}]}}}}"#,
+            subs.join(",")
+        );
+        Group::parse(text.as_bytes(), Path::new("group.json"))
+            .map(|(g, _)| g)
+            .unwrap()
+    }
+
+    #[test]
+    fn alpn_exactly_on_443_and_offline_when_host_none() {
+        let s = CloudSettings::from_config(&config(""), &group(0, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.port, s.alpn), (8883, false));
+        assert_eq!(s.ca, Path::new("/greengrass/certs/ca.pem"));
+        let s = CloudSettings::from_config(&config(r#","iotMqttPort":443"#), &group(0, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.port, s.alpn), (443, true));
+        let mut offline = config("");
+        offline.core_thing.iot_host = "none".into();
+        assert!(CloudSettings::from_config(&offline, &group(0, false))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn client_ids_and_fifty_subscriptions_per_connection() {
+        let s = CloudSettings::from_config(&config(""), &group(0, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.connection_count(), s.client_id(0)),
+            (1, "MyCore-c00".to_string())
+        );
+        let s = CloudSettings::from_config(&config(""), &group(120, true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.filters.len(), 120);
+        assert_eq!(s.connection_count(), 3);
+        assert_eq!(s.client_id(2), "MyCore-c02");
+        assert!(s.persistent);
+    }
+}
