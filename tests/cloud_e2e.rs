@@ -272,6 +272,11 @@ fn device_to_cloud_and_cloud_to_device_through_the_daemon() {
         "{}",
         status(&rig)
     );
+    // The cloud link adds no thread: still one.
+    assert_eq!(
+        proc_status_field(daemon.pid, "Threads").as_deref(),
+        Some("1")
+    );
 }
 
 #[test]
@@ -290,20 +295,39 @@ fn kill_9_with_the_filesystem_spool_then_restart_delivers_what_was_spooled() {
         "{}",
         daemon.output()
     );
-    let out = device_publish(&rig, "up/k", &numbered(0..3000));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The device keeps publishing (QoS 1) from a feeder thread while sprig is killed.
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(dev_args(&rig))
+        .args(["-q", "1", "-t", "up/k", "-l"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        // 20,000 small messages (~1.5 MB of spool budget: none is dropped for space), paced
+        // so the burst is still going when the status file shows 2,000 spooled.
+        for i in 0..20_000 {
+            if writeln!(stdin, "{i}").is_err() {
+                break;
+            }
+            if i % 20 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    });
     // Wait until the status file shows a good part of the burst spooled, then kill -9.
     let mut seen = 0;
     assert!(wait_until(PATIENCE, || {
         seen = stat(&rig, "spool", "messages").unwrap_or(0);
-        seen >= 500
+        seen >= 2000
     }));
     daemon.signal(9);
     assert!(daemon.wait_exit(PATIENCE).is_some());
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let _ = feeder.join();
     let segs = fs::read_dir(rig.root.write_dir().join("ggc/var/state/spool"))
         .unwrap()
         .count();
@@ -330,6 +354,8 @@ fn kill_9_with_the_filesystem_spool_then_restart_delivers_what_was_spooled() {
     let want: Vec<String> = (0..got.len()).map(|i| format!("up/k {i}")).collect();
     assert_eq!(got, want, "a gap-free prefix of the burst, in order");
     assert!(got.len() as u64 >= seen);
+    assert!(got.len() < 20_000, "the kill came mid-burst");
+    assert_eq!(stat(&rig, "spool", "dropped_full"), Some(0));
 }
 
 #[test]
@@ -412,6 +438,8 @@ fn persistent_session_delivers_what_the_cloud_sent_while_sprig_was_down() {
     mosq.stop();
     let rig = Rig { mosq, ..rig };
     let daemon = rig.root.start();
+    // Up (listening) before the device connects: mosquitto_sub does not retry a refusal.
+    assert!(wait_until(PATIENCE, || stat(&rig, "spool", "messages").is_some()));
     let sub_out = rig.root.dir.path().join("dev.out");
     let _dev = Proc(
         Command::new("stdbuf")
@@ -419,14 +447,16 @@ fn persistent_session_delivers_what_the_cloud_sent_while_sprig_was_down() {
             .args(dev_args(&rig))
             .args(["-d", "-v", "-t", "down/#"])
             .stdout(fs::File::create(&sub_out).unwrap())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(rig.root.dir.path().join("dev.err")).unwrap())
             .spawn()
             .unwrap(),
     );
     let dev_text = || fs::read_to_string(&sub_out).unwrap_or_default();
     assert!(
         wait_until(PATIENCE, || dev_text().contains("SUBACK")),
-        "{}",
+        "device: {} {}\ndaemon: {}",
+        dev_text(),
+        fs::read_to_string(rig.root.dir.path().join("dev.err")).unwrap_or_default(),
         daemon.output()
     );
     let mut mosq = rig.mosq;
