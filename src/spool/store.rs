@@ -49,6 +49,8 @@ pub struct OpenReport {
     pub corrupt_segments: u64,
     /// Highest sequence number seen in any record (0 when none).
     pub max_seq: u64,
+    /// The head marker: every sequence number below it is gone.
+    pub head: u64,
 }
 
 struct Segment {
@@ -101,7 +103,10 @@ impl Store {
             buf: Vec::new(),
         };
         let mut live = Vec::new();
-        let mut report = OpenReport::default();
+        let mut report = OpenReport {
+            head,
+            ..OpenReport::default()
+        };
         let n = ids.len();
         for (i, id) in ids.into_iter().enumerate() {
             let path = seg_path(dir, id);
