@@ -112,7 +112,14 @@ impl Store {
             let path = seg_path(dir, id);
             let before = live.len();
             match scan_segment(&path, id, head, i + 1 == n, &mut live, &mut report) {
-                Ok(last_seq) => store.closed.push_back(Segment { id, last_seq }),
+                Ok(Some(last_seq)) => store.closed.push_back(Segment { id, last_seq }),
+                // No record (crashed before the first write): delete it, or a new segment
+                // could get the same name and be deleted with it later.
+                Ok(None) => {
+                    if let Err(e) = fs::remove_file(&path) {
+                        log::warn!("spool: cannot delete empty {}: {e}", path.display());
+                    }
+                }
                 Err(why) => {
                     live.truncate(before);
                     report.corrupt_segments += 1;
@@ -247,8 +254,9 @@ impl Store {
     }
 }
 
-/// Reads one segment, pushing its live records (seq >= head). Returns its last sequence number,
-/// or why it is corrupt. A torn record at the end of the last segment is cut off.
+/// Reads one segment, pushing its live records (seq >= head). Returns its last sequence number
+/// (`None` when it holds no record), or why it is corrupt. A torn record at the end of the last
+/// segment is cut off.
 fn scan_segment(
     path: &Path,
     id: u64,
@@ -256,7 +264,7 @@ fn scan_segment(
     is_last: bool,
     live: &mut Vec<Recovered>,
     report: &mut OpenReport,
-) -> Result<u64, String> {
+) -> Result<Option<u64>, String> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -302,11 +310,11 @@ fn scan_segment(
             );
             report.torn_tails += 1;
             file.set_len(offset).map_err(|e| e.to_string())?;
-            return Ok(last_seq);
+            return Ok((offset > 0).then_some(last_seq));
         }
         return Err(format!("{fail} at offset {offset}"));
     }
-    Ok(last_seq)
+    Ok((offset > 0).then_some(last_seq))
 }
 
 /// Reads the next record from the file position into `buf` (header and body); returns its
