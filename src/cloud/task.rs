@@ -22,8 +22,9 @@ type Tcp = Async<TcpStream>;
 
 /// The connection, direct or through an HTTP(S) proxy tunnel.
 enum Conn {
-    Direct(TlsWire<Tcp>),
-    ViaTlsProxy(TlsWire<TlsWire<Tcp>>),
+    // Boxed: rustls connections are over a kilobyte; keep the task future small.
+    Direct(Box<TlsWire<Tcp>>),
+    ViaTlsProxy(Box<TlsWire<TlsWire<Tcp>>>),
 }
 
 impl Conn {
@@ -256,7 +257,7 @@ async fn connect(s: &CloudSettings) -> Result<Conn, String> {
         let tcp = tcp_connect(&s.host, s.port).await?;
         return TlsWire::connect(tcp, cfg, &s.host)
             .await
-            .map(Conn::Direct)
+            .map(|t| Conn::Direct(Box::new(t)))
             .map_err(tls_err);
     };
     let mut tcp = tcp_connect(&p.host, p.port)
@@ -275,13 +276,13 @@ async fn connect(s: &CloudSettings) -> Result<Conn, String> {
         tunnel(&mut ptls, p, s).await?;
         TlsWire::connect(ptls, cfg, &s.host)
             .await
-            .map(Conn::ViaTlsProxy)
+            .map(|t| Conn::ViaTlsProxy(Box::new(t)))
             .map_err(tls_err)
     } else {
         tunnel(&mut tcp, p, s).await?;
         TlsWire::connect(tcp, cfg, &s.host)
             .await
-            .map(Conn::Direct)
+            .map(|t| Conn::Direct(Box::new(t)))
             .map_err(tls_err)
     }
 }
