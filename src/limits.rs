@@ -217,3 +217,10 @@ pub const CERT_BACKDATE_SECS: u64 = 3600;
 
 /// Validity of the demo's CA, core and device certificates, days (10 years).
 pub const DEMO_CERT_VALIDITY_DAYS: u32 = 3650;
+
+/// Cloud: wait for one DNS answer, ms (the C library's default is 5 s; a router's resolver
+/// answers in well under a second or not at all).
+pub const CLOUD_DNS_TIMEOUT_MS: u64 = 2_000;
+
+/// Cloud: rounds over the name servers in /etc/resolv.conf before a connect attempt fails.
+pub const CLOUD_DNS_ATTEMPTS: usize = 2;

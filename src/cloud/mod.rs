@@ -7,6 +7,8 @@
 //!   `x-amzn-mqtt-ca` on port 443) and TLS over any byte stream.
 //! * [`proxy`]: `coreThing.networkProxy`: noProxyAddresses, HTTP CONNECT with Basic auth.
 //! * [`task`]: the async driver, one task per connection, reconnecting forever.
+//! * [`dns`]: a stub resolver (hosts file, then UDP to resolv.conf's name servers), because
+//!   `getaddrinfo` would block the one thread for its whole timeout when the uplink is down.
 //!
 //! Connections: `<thing>-c00` sends the spool and carries the first
 //! [`CLOUD_MAX_SUBSCRIPTIONS_PER_CONNECTION`] cloud-sourced filters; `-c01`, `-c02`, ... carry
@@ -30,6 +32,7 @@ use crate::config::{Config, Endpoint, Group, NetworkProxy, SpoolStorage, Spooler
 use crate::limits::{CLOUD_MAX_CONNECTIONS, CLOUD_MAX_SUBSCRIPTIONS_PER_CONNECTION};
 use crate::spool::{PushError, Spool, SpoolStats};
 
+pub mod dns;
 pub mod link;
 pub mod proxy;
 mod task;

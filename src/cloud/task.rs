@@ -2,7 +2,7 @@
 //! [`Link`] session over it, and reconnect with backoff forever.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -231,11 +231,9 @@ pub(super) async fn flush_spool(shared: Rc<Shared>) {
     }
 }
 
-/// TCP to `host:port`. Name resolution is the C library's (blocking, normally from cache).
+/// TCP to `host:port`, resolved without blocking ([`super::dns`]).
 async fn tcp_connect(host: &str, port: u16) -> Result<Tcp, String> {
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let addrs = super::dns::resolve(host, port).await?;
     let mut last = format!("{host} has no address");
     for addr in addrs {
         match Async::<TcpStream>::connect(addr).await {
