@@ -24,6 +24,16 @@ pub struct GroupCa {
     cert_pem: String,
 }
 
+impl std::fmt::Debug for GroupCa {
+    /// Names the CA by its certificate id; never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = super::certificate_id(&self.cert_der);
+        f.debug_struct("GroupCa")
+            .field("certificate_id", &id)
+            .finish()
+    }
+}
+
 /// A newly issued certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {
