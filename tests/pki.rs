@@ -36,11 +36,13 @@ impl Drop for TempDir {
     }
 }
 
-/// Runs openssl with `args` and `stdin`, asserting success; returns stdout.
-fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+/// Runs `openssl ARGS` (split on spaces; test paths have none) with `stdin`, asserting success;
+/// returns stdout.
+fn openssl(args: &str, stdin: &[u8]) -> Vec<u8> {
+    let args: Vec<&str> = args.split(' ').collect();
     use std::io::Write;
     let mut child = Command::new("openssl")
-        .args(args)
+        .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,6 +56,25 @@ fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// A new SEC1 ("EC PRIVATE KEY") P-256 key at `path`, as `openssl ecparam -genkey` writes it.
+fn ec_key(path: &Path) {
+    openssl(
+        &format!(
+            "ecparam -name prime256v1 -genkey -noout -out {}",
+            path.display()
+        ),
+        b"",
+    );
+}
+
+/// `openssl verify`: `cert` chains to `ca`.
+fn verify(ca: &Path, cert: &Path) {
+    openssl(
+        &format!("verify -CAfile {} {}", ca.display(), cert.display()),
+        b"",
+    );
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -96,7 +117,7 @@ fn certificate_id_is_the_sha256_openssl_computes() {
     let ca = GroupCa::create("id CA").unwrap();
     let (cert_pem, key_pem) = ca.issue_client_cert("thing-1").unwrap();
     assert!(key_pem.contains("BEGIN PRIVATE KEY"));
-    let der = openssl(&["x509", "-outform", "der"], cert_pem.as_bytes());
+    let der = openssl("x509 -outform der", cert_pem.as_bytes());
     let id = certificate_id(&der);
     assert_eq!(id, sha256_hex(&der));
     assert_eq!(id.len(), 64);
@@ -108,17 +129,8 @@ fn certificate_id_is_the_sha256_openssl_computes() {
     let (ca_path, cert_path) = (dir.0.join("ca.pem"), dir.0.join("c.pem"));
     std::fs::write(&ca_path, ca.cert_pem()).unwrap();
     std::fs::write(&cert_path, &cert_pem).unwrap();
-    openssl(
-        &[
-            "verify",
-            "-CAfile",
-            ca_path.to_str().unwrap(),
-            cert_path.to_str().unwrap(),
-        ],
-        b"",
-    );
-    let text =
-        String::from_utf8(openssl(&["x509", "-noout", "-text"], cert_pem.as_bytes())).unwrap();
+    verify(&ca_path, &cert_path);
+    let text = String::from_utf8(openssl("x509 -noout -text", cert_pem.as_bytes())).unwrap();
     assert!(
         text.contains("CN = thing-1") || text.contains("CN=thing-1"),
         "{text}"
@@ -148,7 +160,7 @@ fn server_certificate_from_group_ca_names_every_address_and_keeps_its_key_privat
     assert_eq!(mode & 0o777, 0o600);
 
     let pem = std::fs::read(&id.cert_path).unwrap();
-    let text = String::from_utf8(openssl(&["x509", "-noout", "-text"], &pem)).unwrap();
+    let text = String::from_utf8(openssl("x509 -noout -text", &pem)).unwrap();
     for san in [
         "DNS:localhost",
         "IP Address:127.0.0.1",
@@ -158,15 +170,7 @@ fn server_certificate_from_group_ca_names_every_address_and_keeps_its_key_privat
         assert!(text.contains(san), "{san} missing in\n{text}");
     }
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
-    openssl(
-        &[
-            "verify",
-            "-CAfile",
-            settings.group_ca_cert.to_str().unwrap(),
-            id.cert_path.to_str().unwrap(),
-        ],
-        b"",
-    );
+    verify(&settings.group_ca_cert, &id.cert_path);
     assert!(ca.signed(&id.cert_chain[0]));
     // notAfter is `validity_days` from now (give or take the test's own runtime).
     let left = id.not_after.duration_since(SystemTime::now()).unwrap();
@@ -253,21 +257,11 @@ fn configured_server_certificate_is_used_as_given_even_with_a_group_ca() {
     let (key, cert) = (dir.0.join("own.key"), dir.0.join("own.crt"));
     // RSA, PKCS#8 key and a self-signed certificate, made by openssl.
     openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=own",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
+        &format!(
+            "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=own -keyout {} -out {}",
+            key.display(),
+            cert.display()
+        ),
         b"",
     );
     settings.configured = Some(Principal {
@@ -293,18 +287,7 @@ fn configured_server_certificate_is_used_as_given_even_with_a_group_ca() {
 fn configured_sec1_and_pkcs1_keys_load() {
     let dir = TempDir::new("keys");
     let sec1 = dir.0.join("ec.key");
-    openssl(
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            sec1.to_str().unwrap(),
-        ],
-        b"",
-    );
+    ec_key(&sec1);
     assert!(std::fs::read_to_string(&sec1)
         .unwrap()
         .contains("BEGIN EC PRIVATE KEY"));
@@ -314,13 +297,7 @@ fn configured_sec1_and_pkcs1_keys_load() {
     ));
     let pkcs1 = dir.0.join("rsa.key");
     openssl(
-        &[
-            "genrsa",
-            "-traditional",
-            "-out",
-            pkcs1.to_str().unwrap(),
-            "2048",
-        ],
+        &format!("genrsa -traditional -out {} 2048", pkcs1.display()),
         b"",
     );
     assert!(std::fs::read_to_string(&pkcs1)
@@ -405,15 +382,7 @@ fn group_ca_round_trips_through_files_and_rejects_a_foreign_key() {
     let (cert_pem, _) = loaded.issue_client_cert("dev").unwrap();
     let cert = dir.0.join("dev.pem");
     std::fs::write(&cert, cert_pem).unwrap();
-    openssl(
-        &[
-            "verify",
-            "-CAfile",
-            settings.group_ca_cert.to_str().unwrap(),
-            cert.to_str().unwrap(),
-        ],
-        b"",
-    );
+    verify(&settings.group_ca_cert, &cert);
     // A key that is not the CA's.
     let (_, foreign) = ca.issue_client_cert("x").unwrap();
     std::fs::write(&settings.group_ca_key, foreign).unwrap();
@@ -426,41 +395,13 @@ fn an_openssl_made_rsa_group_ca_signs_server_certificates_with_sha256_rsa() {
     let dir = TempDir::new("rsaca");
     let s = settings(&dir.0);
     std::fs::create_dir_all(dir.0.join("certs")).unwrap();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=rsa group CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=keyCertSign,cRLSign",
-            "-keyout",
-            s.group_ca_key.to_str().unwrap(),
-            "-out",
-            s.group_ca_cert.to_str().unwrap(),
-        ],
-        b"",
+    openssl(&format!("req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=rsa-group-CA -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign -keyout {} -out {}", s.group_ca_key.display(), s.group_ca_cert.display()), b"",
     );
     let id = s.identity(SystemTime::now(), &[]).unwrap();
     let pem = std::fs::read(&id.cert_path).unwrap();
-    let text = String::from_utf8(openssl(&["x509", "-noout", "-text"], &pem)).unwrap();
+    let text = String::from_utf8(openssl("x509 -noout -text", &pem)).unwrap();
     assert!(text.contains("sha256WithRSAEncryption"), "{text}");
-    openssl(
-        &[
-            "verify",
-            "-CAfile",
-            s.group_ca_cert.to_str().unwrap(),
-            id.cert_path.to_str().unwrap(),
-        ],
-        b"",
-    );
+    verify(&s.group_ca_cert, &id.cert_path);
 }
 
 #[test]
@@ -468,32 +409,13 @@ fn a_sec1_group_ca_key_is_refused_with_the_conversion_command() {
     let dir = TempDir::new("sec1ca");
     let s = settings(&dir.0);
     std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    ec_key(&s.group_ca_key);
     openssl(
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            s.group_ca_key.to_str().unwrap(),
-        ],
-        b"",
-    );
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            s.group_ca_key.to_str().unwrap(),
-            "-days",
-            "30",
-            "-subj",
-            "/CN=ec CA",
-            "-out",
-            s.group_ca_cert.to_str().unwrap(),
-        ],
+        &format!(
+            "req -x509 -new -key {} -days 30 -subj /CN=ec-CA -out {}",
+            s.group_ca_key.display(),
+            s.group_ca_cert.display()
+        ),
         b"",
     );
     let err = s.identity(SystemTime::now(), &[]).unwrap_err().to_string();
@@ -592,32 +514,13 @@ fn every_identity_source_builds_a_rustls_server_config() {
     build(s.identity(SystemTime::now(), &[ip("192.0.2.7")]).unwrap()).expect("issued identity");
     // (a) with an openssl SEC1 EC key and a self-signed certificate for it.
     let (key, cert) = (dir.0.join("ec.key"), dir.0.join("ec.crt"));
+    ec_key(&key);
     openssl(
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            key.to_str().unwrap(),
-        ],
-        b"",
-    );
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            key.to_str().unwrap(),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=ec",
-            "-out",
-            cert.to_str().unwrap(),
-        ],
+        &format!(
+            "req -x509 -new -key {} -days 2 -subj /CN=ec -out {}",
+            key.display(),
+            cert.display()
+        ),
         b"",
     );
     s.configured = Some(Principal {
