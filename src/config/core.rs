@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::validate::{Obj, Report};
+use super::validate::{read_bounded, Obj, Report};
 use super::ConfigError;
 use crate::json::Value;
 use crate::limits;
@@ -134,16 +134,18 @@ impl Config {
         }
     }
 
-    /// Reads and parses `ROOT/config/config.json`.
+    /// Reads and parses `ROOT/config/config.json`. A file over
+    /// [`limits::MAX_CONFIG_JSON_BYTES`] is refused before it is read.
     pub fn load(root: &Path) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
         let path = super::config_path(root);
-        match std::fs::read(&path) {
-            Ok(bytes) => Config::parse(&bytes, root, &path),
-            Err(e) => Err(vec![ConfigError {
+        match read_bounded(&path, limits::MAX_CONFIG_JSON_BYTES) {
+            Ok(Some(bytes)) => Config::parse(&bytes, root, &path),
+            Ok(None) => Err(vec![ConfigError {
                 file: path,
                 key: String::new(),
-                message: format!("cannot read: {e}"),
+                message: "missing; sprig needs ROOT/config/config.json (see examples/conf/)".into(),
             }]),
+            Err(e) => Err(vec![e]),
         }
     }
 
@@ -724,6 +726,7 @@ fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
 
 #[cfg(test)]
 mod tests {
+    use super::super::validate::testing;
     use super::*;
 
     const ROOT: &str = "/greengrass";
@@ -771,16 +774,11 @@ mod tests {
     }
 
     fn errors(s: &str) -> Vec<(String, String)> {
-        match parse(s) {
-            Ok(_) => panic!("{s} parsed"),
-            Err(e) => e.into_iter().map(|e| (e.key, e.message)).collect(),
-        }
+        testing::errors(s, parse(s))
     }
 
     fn one_error(s: &str) -> (String, String) {
-        let e = errors(s);
-        assert_eq!(e.len(), 1, "{e:?}");
-        e.into_iter().next().unwrap_or_default()
+        testing::one_error(errors(s))
     }
 
     fn warnings(s: &str) -> Vec<(String, String)> {
