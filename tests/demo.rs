@@ -271,43 +271,37 @@ fn printed_commands_deliver_from_sensor_to_display_and_not_the_unrouted_topic() 
     let (routed, unrouted) = (&pubs[0], &pubs[1]);
 
     // The display subscribes as printed, and also asks for the unrouted topic: the core must
-    // refuse that filter (SUBACK 0x80) while a plain broker would grant it.
+    // refuse that filter (SUBACK 0x80) where a plain broker would grant it. `-d` prints the SUBACK;
+    // stdbuf keeps mosquitto_sub's stdout line-buffered into the file.
     let sub_out = tmp.path().join("sub.out");
-    let mut display = spawn_shell(&format!("{sub} -t 'sprig/private/#'"), &sub_out);
-    let received = |needle: &str| {
-        fs::read_to_string(&sub_out)
-            .unwrap_or_default()
-            .matches(needle)
-            .count()
-    };
-    // QoS 0 and no retained messages: publish until the subscriber is there to see one.
-    let mut sent = 0;
-    let arrived = wait_until(PATIENCE, || {
-        let u = run_shell(unrouted);
-        assert!(u.status.success(), "unrouted publish refused: {u:?}");
-        let r = run_shell(routed);
-        assert!(r.status.success(), "routed publish failed: {r:?}");
-        sent += 1;
-        received("hello from the sensor") > 0
-    });
-    // One more of each after the first arrival, so an unrouted delivery would have shown.
-    run_shell(unrouted);
-    run_shell(routed);
-    let settled = wait_until(PATIENCE, || received("hello from the sensor") >= 2);
+    let mut display = spawn_shell(
+        &format!("stdbuf -oL {sub} -t 'sprig/private/#' -d"),
+        &sub_out,
+    );
+    let sub_text = || fs::read_to_string(&sub_out).unwrap_or_default();
+    let subscribed = wait_until(PATIENCE, || sub_text().contains("Subscribed (mid: 1)"));
+    // Each printed publish runs once, as a user would: unrouted first, then routed.
+    let unrouted_run = run_shell(unrouted);
+    let routed_run = run_shell(routed);
+    let arrived = wait_until(PATIENCE, || sub_text().contains("hello from the sensor"));
     let _ = display.kill();
     let _ = display.wait();
-    let got = fs::read_to_string(&sub_out).unwrap_or_default();
+    let got = sub_text();
+    let context = format!("display output:\n{got}\ncore output:\n{}", run.output());
+    assert!(subscribed, "no SUBACK; {context}");
     assert!(
-        arrived && settled,
-        "after {sent} tries the display got:\n{got}\ncore:\n{}",
-        run.output()
+        got.contains("Subscribed (mid: 1): 0, 128"),
+        "granted/refused wrong; {context}"
     );
+    assert!(unrouted_run.status.success(), "{unrouted_run:?}");
+    assert!(routed_run.status.success(), "{routed_run:?}");
+    assert!(arrived, "routed message did not arrive; {context}");
     assert!(
         got.contains("sprig/demo/hello hello from the sensor"),
-        "{got}"
+        "{context}"
     );
     assert!(
         !got.contains("nobody gets this"),
-        "unrouted message delivered:\n{got}"
+        "unrouted message delivered; {context}"
     );
 }
