@@ -410,3 +410,51 @@ fn json_str(s: &str) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(
+            sh_quote(Path::new("/tmp/sprig-demo/a.pem")),
+            "/tmp/sprig-demo/a.pem"
+        );
+        assert_eq!(
+            sh_quote(Path::new("/tmp/my demo/a.pem")),
+            "'/tmp/my demo/a.pem'"
+        );
+        assert_eq!(sh_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+        assert_eq!(sh_quote(Path::new("/tmp/$HOME")), "'/tmp/$HOME'");
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_str(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(json_str("a\nb"), r#""a\u000ab""#);
+        assert_eq!(json_str("/tmp/ü"), "\"/tmp/ü\"");
+    }
+
+    #[test]
+    fn arguments_are_a_directory_and_an_optional_port() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            parse_args(&args(&[])).unwrap(),
+            (PathBuf::from("sprig-demo"), None)
+        );
+        assert_eq!(
+            parse_args(&args(&["d", "--port", "1884"])).unwrap(),
+            (PathBuf::from("d"), Some(1884))
+        );
+        for bad in [
+            &["--port"][..],
+            &["--port", "0"],
+            &["--port", "x"],
+            &["a", "b"],
+            &["--nope"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

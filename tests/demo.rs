@@ -305,3 +305,29 @@ fn printed_commands_deliver_from_sensor_to_display_and_not_the_unrouted_topic() 
         "unrouted message delivered; {context}"
     );
 }
+
+#[test]
+fn a_directory_with_a_space_works_and_its_paths_are_quoted() {
+    let tmp = TempDir::new("demo-space");
+    let dir = tmp.path().join("my demo");
+    let run = DemoRun::start(&dir, &["--port", &free_port().to_string()]);
+    let sub = &run.commands("mosquitto_sub")[0];
+    let ca = format!("--cafile '{}'", dir.join("certs/group-ca.pem").display());
+    assert!(sub.contains(&ca), "{sub}");
+    let (status, stdout, stderr) = run_sprig(["check".as_ref(), "-r".as_ref(), dir.as_os_str()]);
+    assert!(status.success(), "sprig check:\n{stdout}{stderr}");
+}
+
+#[test]
+fn a_half_present_ca_or_a_bad_argument_is_refused_with_exit_2() {
+    let tmp = TempDir::new("demo-bad");
+    let dir = tmp.path().join("demo");
+    fs::create_dir_all(dir.join("certs")).unwrap();
+    fs::write(dir.join("certs/group-ca.pem"), "x").unwrap();
+    let (status, _, stderr) = run_sprig(["demo".as_ref(), dir.as_os_str()]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("group-ca.key does not"), "{stderr}");
+    let (status, _, stderr) = run_sprig(["demo", "d", "--port", "70000"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--port"), "{stderr}");
+}

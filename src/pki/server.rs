@@ -20,7 +20,7 @@
 //! [`SERVER_CERT_RECHECK_SECS`]: crate::limits::SERVER_CERT_RECHECK_SECS
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::KeyPair;
@@ -241,8 +241,8 @@ fn configured_identity(principal: &Principal) -> Result<ServerIdentity, PkiError
 /// Loads a certificate chain and its key, checking the key belongs to the leaf when sprig can
 /// read the key type (PKCS#8); rustls checks the rest when it builds its config.
 fn load_pair(
-    cert_path: &PathBuf,
-    key_path: &PathBuf,
+    cert_path: &Path,
+    key_path: &Path,
     source: IdentitySource,
 ) -> Result<ServerIdentity, PkiError> {
     let cert_chain = load_cert_chain(cert_path)?;
@@ -251,7 +251,7 @@ fn load_pair(
     if let Ok(pair) = KeyPair::from_pem(&read_pem_text(key_path)?) {
         if pair.public_key_der() != spki_of(&cert_chain[0], cert_path)? {
             return Err(PkiError::UnusableKey {
-                path: key_path.clone(),
+                path: key_path.to_path_buf(),
                 detail: format!("is not the key of {}", cert_path.display()),
             });
         }
@@ -262,8 +262,8 @@ fn load_pair(
         not_after: facts.not_after,
         addrs: facts.addrs,
         source,
-        cert_path: cert_path.clone(),
-        key_path: key_path.clone(),
+        cert_path: cert_path.to_path_buf(),
+        key_path: key_path.to_path_buf(),
         issued: false,
     })
 }
@@ -275,9 +275,9 @@ struct CertFacts {
     addrs: Vec<IpAddr>,
 }
 
-fn cert_facts(der: &[u8], path: &PathBuf) -> Result<CertFacts, PkiError> {
+fn cert_facts(der: &[u8], path: &Path) -> Result<CertFacts, PkiError> {
     let malformed = |detail: String| PkiError::Malformed {
-        path: path.clone(),
+        path: path.to_path_buf(),
         detail,
     };
     let (_, cert) = x509_parser::parse_x509_certificate(der)
