@@ -1539,9 +1539,7 @@ mod tests {
                 .1
                 .contains("whole number")
         );
-        let exec = format!(
-            r#"[{{"Id":"ip","FunctionArn":"arn:aws:lambda:::function:GGIPDetector:1","FunctionConfiguration":{{"Pinned":true,"MemorySize":32768,"Timeout":3,"Environment":{{"Execution":{{"IsolationMode":"NoContainer"}}}}}}}}]"#
-        );
+        let exec = r#"[{"Id":"ip","FunctionArn":"arn:aws:lambda:::function:GGIPDetector:1","FunctionConfiguration":{"Pinned":true,"MemorySize":32768,"Timeout":3,"Environment":{"Execution":{"IsolationMode":"NoContainer"}}}}]"#.to_string();
         assert_eq!(
             one_error(&group(&exec, "[]")).1,
             "Execution configuration for function with arn arn:aws:lambda:::function:GGIPDetector:1 is not allowed."
