@@ -59,6 +59,14 @@ fn wait_started(root: &TestRoot, d: &mut Daemon) {
     }
 }
 
+/// A root with a started foreground daemon.
+fn started(label: &str) -> (TestRoot, Daemon) {
+    let root = TestRoot::new(label);
+    let mut d = root.start();
+    wait_started(&root, &mut d);
+    (root, d)
+}
+
 /// `fs.protected_hardlinks` and `fs.protected_symlinks` are both 1 on this machine.
 fn links_protected() -> bool {
     let one = |n: &str| read(Path::new(&format!("/proc/sys/fs/{n}"))).trim() == "1";
@@ -100,9 +108,7 @@ fn usage_errors_exit_2_with_the_usage() {
 
 #[test]
 fn foreground_daemon_is_one_thread_and_stops_cleanly_on_sigterm() {
-    let root = TestRoot::new("fg");
-    let mut d = root.start();
-    wait_started(&root, &mut d);
+    let (root, mut d) = started("fg");
     assert_eq!(
         threads(d.pid),
         Some(1),
@@ -136,9 +142,7 @@ fn foreground_daemon_is_one_thread_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn sigint_also_stops_cleanly() {
-    let root = TestRoot::new("int");
-    let mut d = root.start();
-    wait_started(&root, &mut d);
+    let (root, mut d) = started("int");
     d.signal(libc::SIGINT);
     let status = d.wait_exit(PATIENCE).expect("daemon exits after SIGINT");
     assert_eq!(status.code(), Some(0));
@@ -147,16 +151,8 @@ fn sigint_also_stops_cleanly() {
 
 #[test]
 fn a_second_start_is_refused_while_one_runs() {
-    let root = TestRoot::new("twice");
-    let mut d = root.start();
-    wait_started(&root, &mut d);
-    let (status, _, err) = run_sprig([
-        "start".as_ref(),
-        "-r".as_ref(),
-        root.root().as_os_str(),
-        "--foreground".as_ref(),
-        "-i".as_ref(),
-    ]);
+    let (root, mut d) = started("twice");
+    let (status, _, err) = root.sprig("start", &["--foreground", "-i"]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!("already running as pid {}", d.pid)),
@@ -178,13 +174,7 @@ fn a_stale_pid_file_does_not_block_start() {
 #[test]
 fn daemonized_start_returns_once_up_and_stop_stops_it() {
     let root = TestRoot::new("bg");
-    let r = root.root();
-    let (status, out, err) = run_sprig([
-        "start".as_ref(),
-        "-r".as_ref(),
-        r.as_os_str(),
-        "-i".as_ref(),
-    ]);
+    let (status, out, err) = root.sprig("start", &["-i"]);
     assert_eq!(status.code(), Some(0), "stdout: {out}\nstderr: {err}");
     // Exit 0 means up: the pid file is already there (systemd Type=forking reads it now).
     let pid = root
@@ -211,7 +201,7 @@ fn daemonized_start_returns_once_up_and_stop_stops_it() {
         Path::new("/dev/null")
     );
 
-    let (status, out, err) = run_sprig(["stop".as_ref(), "-r".as_ref(), r.as_os_str()]);
+    let (status, out, err) = root.sprig("stop", &[]);
     assert_eq!(status.code(), Some(0), "stdout: {out}\nstderr: {err}");
     assert!(out.contains(&format!("sprig stopped (pid {pid})")), "{out}");
     assert!(!alive(pid));
@@ -219,7 +209,7 @@ fn daemonized_start_returns_once_up_and_stop_stops_it() {
     assert!(runtime_log(&root).contains("SIGTERM received"));
 
     // Stopping again is not an error, and says so.
-    let (status, out, _) = run_sprig(["stop".as_ref(), "-r".as_ref(), r.as_os_str()]);
+    let (status, out, _) = root.sprig("stop", &[]);
     assert_eq!(status.code(), Some(0));
     assert!(out.contains("not running"), "{out}");
 }
@@ -236,13 +226,7 @@ fn a_daemon_that_fails_after_forking_makes_start_fail() {
     );
     assert!(config.contains("not-a-dir"));
     root.write_config(&config);
-    let r = root.root();
-    let (status, _, err) = run_sprig([
-        "start".as_ref(),
-        "-r".as_ref(),
-        r.as_os_str(),
-        "-i".as_ref(),
-    ]);
+    let (status, _, err) = root.sprig("start", &["-i"]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write pid file"), "{err}");
     assert!(read(&root.log_dir().join("crash.log")).contains("cannot write pid file"));
@@ -256,13 +240,7 @@ fn link_protection_is_required_without_i() {
         wait_started(&root, &mut d);
         assert!(!runtime_log(&root).contains("running with -i"));
     } else {
-        let r = root.root();
-        let (status, _, err) = run_sprig([
-            "start".as_ref(),
-            "-r".as_ref(),
-            r.as_os_str(),
-            "--foreground".as_ref(),
-        ]);
+        let (status, _, err) = root.sprig("start", &["--foreground"]);
         assert_eq!(status.code(), Some(1), "{err}");
         assert!(
             err.contains("fs.protected_hardlinks and fs.protected_symlinks must both be 1"),
@@ -286,14 +264,7 @@ fn corrupt_config_makes_start_exit_2_with_the_message() {
         // An existing ROOT/ggc/var/log receives the errors in crash.log.
         let root_logs = root.root().join("ggc/var/log");
         fs::create_dir_all(&root_logs).unwrap();
-        let r = root.root();
-        let (status, _, err) = run_sprig([
-            "start".as_ref(),
-            "-r".as_ref(),
-            r.as_os_str(),
-            "--foreground".as_ref(),
-            "-i".as_ref(),
-        ]);
+        let (status, _, err) = root.sprig("start", &["--foreground", "-i"]);
         assert_eq!(status.code(), Some(2), "config {bytes:?}: {err}");
         assert!(err.contains("config.json"), "config {bytes:?}: {err}");
         assert!(!root.pid_file().exists());
@@ -308,23 +279,14 @@ fn corrupt_config_makes_start_exit_2_with_the_message() {
 #[test]
 fn missing_config_makes_start_exit_2() {
     let root = TestRoot::empty("noconfig");
-    let r = root.root();
-    let (status, _, err) = run_sprig([
-        "start".as_ref(),
-        "-r".as_ref(),
-        r.as_os_str(),
-        "--foreground".as_ref(),
-        "-i".as_ref(),
-    ]);
+    let (status, _, err) = root.sprig("start", &["--foreground", "-i"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("config.json"), "{err}");
 }
 
 #[test]
 fn sighup_reopens_log_files() {
-    let root = TestRoot::new("hup");
-    let mut d = root.start();
-    wait_started(&root, &mut d);
+    let (root, mut d) = started("hup");
     let system = root.log_dir().join("system");
     // What logrotate does: move the file away, then SIGHUP.
     fs::rename(system.join("runtime.log"), system.join("moved-away")).unwrap();
@@ -352,9 +314,7 @@ fn logger_group(level: &str, space_kb: u32) -> String {
 
 #[test]
 fn sighup_applies_a_new_logger_definition() {
-    let root = TestRoot::new("hup2");
-    let mut d = root.start();
-    wait_started(&root, &mut d);
+    let (root, mut d) = started("hup2");
     root.write_group(&logger_group("DEBUG", 32));
     d.signal(libc::SIGHUP);
     assert!(

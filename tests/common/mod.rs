@@ -4,7 +4,7 @@
 //! Compiled into every test crate (`mod common;`), so not every crate uses every helper.
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::net::TcpListener;
@@ -210,6 +210,14 @@ impl TestRoot {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// Runs `sprig COMMAND -r ROOT EXTRA...` to completion: (status, stdout, stderr).
+    pub fn sprig(&self, command: &str, extra: &[&str]) -> (ExitStatus, String, String) {
+        let mut args: Vec<OsString> =
+            vec![command.into(), "-r".into(), self.root().into_os_string()];
+        args.extend(extra.iter().map(Into::into));
+        run_sprig(args)
     }
 
     /// Starts `sprig start -r ROOT --foreground -i` (plus `extra` args and `env`).
