@@ -151,7 +151,7 @@ fn sigint_also_stops_cleanly() {
 
 #[test]
 fn a_second_start_is_refused_while_one_runs() {
-    let (root, mut d) = started("twice");
+    let (root, d) = started("twice");
     let (status, _, err) = root.sprig("start", &["--foreground", "-i"]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
@@ -314,7 +314,7 @@ fn logger_group(level: &str, space_kb: u32) -> String {
 
 #[test]
 fn sighup_applies_a_new_logger_definition() {
-    let (root, mut d) = started("hup2");
+    let (root, d) = started("hup2");
     root.write_group(&logger_group("DEBUG", 32));
     d.signal(libc::SIGHUP);
     assert!(
