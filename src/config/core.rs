@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::validate::{Obj, Report};
+use super::validate::{read_bounded, Obj, Report};
 use super::ConfigError;
 use crate::json::Value;
 use crate::limits;
@@ -134,16 +134,18 @@ impl Config {
         }
     }
 
-    /// Reads and parses `ROOT/config/config.json`.
+    /// Reads and parses `ROOT/config/config.json`. A file over
+    /// [`limits::MAX_CONFIG_JSON_BYTES`] is refused before it is read.
     pub fn load(root: &Path) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
         let path = super::config_path(root);
-        match std::fs::read(&path) {
-            Ok(bytes) => Config::parse(&bytes, root, &path),
-            Err(e) => Err(vec![ConfigError {
+        match read_bounded(&path, limits::MAX_CONFIG_JSON_BYTES) {
+            Ok(Some(bytes)) => Config::parse(&bytes, root, &path),
+            Ok(None) => Err(vec![ConfigError {
                 file: path,
                 key: String::new(),
-                message: format!("cannot read: {e}"),
+                message: "missing; sprig needs ROOT/config/config.json (see examples/conf/)".into(),
             }]),
+            Err(e) => Err(vec![e]),
         }
     }
 
@@ -678,9 +680,19 @@ fn read_crypto(r: &mut Report, v: &Value) -> Option<Crypto> {
             crypto.iot_certificate = po
                 .take("IoTCertificate")
                 .and_then(|v| read_principal(r, "crypto.principals.IoTCertificate", v, true));
-            crypto.mqtt_server_certificate = po.take("MQTTServerCertificate").and_then(|v| {
-                read_principal(r, "crypto.principals.MQTTServerCertificate", v, false)
-            });
+            let mut server = po
+                .take("MQTTServerCertificate")
+                .map(|v| (v, "crypto.principals.MQTTServerCertificate"));
+            if let Some(v) = po.take("MQTTSERVERCertificate") {
+                // The guide's HSM chapter spells it this way; configs copied from it work.
+                r.warn(
+                    "crypto.principals.MQTTSERVERCertificate",
+                    "spelling from the guide's HSM example; read as \"MQTTServerCertificate\"",
+                );
+                server = server.or(Some((v, "crypto.principals.MQTTSERVERCertificate")));
+            }
+            crypto.mqtt_server_certificate =
+                server.and_then(|(v, path)| read_principal(r, path, v, false));
             crypto.secrets_manager = po
                 .take("SecretsManager")
                 .and_then(|v| read_principal(r, "crypto.principals.SecretsManager", v, false));
@@ -724,6 +736,7 @@ fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
 
 #[cfg(test)]
 mod tests {
+    use super::super::validate::testing;
     use super::*;
 
     const ROOT: &str = "/greengrass";
@@ -771,16 +784,11 @@ mod tests {
     }
 
     fn errors(s: &str) -> Vec<(String, String)> {
-        match parse(s) {
-            Ok(_) => panic!("{s} parsed"),
-            Err(e) => e.into_iter().map(|e| (e.key, e.message)).collect(),
-        }
+        testing::errors(s, parse(s))
     }
 
     fn one_error(s: &str) -> (String, String) {
-        let e = errors(s);
-        assert_eq!(e.len(), 1, "{e:?}");
-        e.into_iter().next().unwrap_or_default()
+        testing::one_error(errors(s))
     }
 
     fn warnings(s: &str) -> Vec<(String, String)> {
@@ -1209,7 +1217,7 @@ mod tests {
 
     #[test]
     fn crypto_principals_typo_and_server_key() {
-        let s = r#","crypto":{"caPath":"file:///ca"," principals":{"MQTTServerCertificate":{"privateKeyPath":"file:///s.key"},"MQTTSERVERCertificate":{}}}"#;
+        let s = r#","crypto":{"caPath":"file:///ca"," principals":{"MQTTServerCertificate":{"privateKeyPath":"file:///s.key"},"MQTTSERVERCertificate":{},"SecretManager":{}}}"#;
         let (c, w) = ok(&offline("", s));
         let crypto = c.crypto.unwrap();
         assert_eq!(
@@ -1221,11 +1229,18 @@ mod tests {
             keys,
             [
                 "crypto. principals",
-                "crypto.principals.MQTTSERVERCertificate"
+                "crypto.principals.MQTTSERVERCertificate",
+                "crypto.principals.SecretManager"
             ]
         );
         assert!(w[0].message.contains("leading space"));
-        assert_eq!(w[1].message, "unknown key, ignored");
+        assert!(w[1].message.contains("read as \"MQTTServerCertificate\""));
+        assert_eq!(w[2].message, "unknown key, ignored");
+        // The guide's HSM spelling alone is read as the server key.
+        let s = r#","crypto":{"caPath":"file:///ca","principals":{"MQTTSERVERCertificate":{"privateKeyPath":"file:///t.key"}}}"#;
+        let crypto = ok(&offline("", s)).0.crypto.unwrap();
+        let server = crypto.mqtt_server_certificate.unwrap();
+        assert_eq!(server.private_key_path, Path::new("/t.key"));
     }
 
     #[test]

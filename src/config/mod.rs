@@ -13,10 +13,12 @@ pub mod core;
 pub mod group;
 mod validate;
 
-pub use self::core::{Config, CoreThing, Crypto, NetworkProxy, Runtime};
+pub use self::core::{
+    Config, CoreThing, Crypto, NetworkProxy, Principal, Runtime, SprigExtensions,
+};
 pub use self::group::{
-    Device, Endpoint, Function, Group, Logger, LoggerComponent, LoggerType, SpoolStorage, Spooler,
-    Subscription,
+    Connector, Core, Device, Endpoint, Function, Group, Logger, LoggerComponent, LoggerType,
+    Resource, SpoolStorage, Spooler, Subscription,
 };
 
 /// One problem found in a config file, printed by `sprig check` as one line.

@@ -74,6 +74,35 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Reads a file of at most `max` bytes; `Ok(None)` when it does not exist.
+pub(crate) fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, ConfigError> {
+    use std::io::Read;
+    let err = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        key: String::new(),
+        message,
+    };
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(format!("cannot read: {e}"))),
+    };
+    if let Ok(m) = f.metadata() {
+        if m.len() > max as u64 {
+            return Err(err(too_large(m.len(), max)));
+        }
+    }
+    // The size can change between stat and read: never read more than max + 1 bytes.
+    let mut bytes = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    if bytes.len() > max {
+        return Err(err(too_large(bytes.len() as u64, max)));
+    }
+    Ok(Some(bytes))
+}
+
 /// One JSON object being read: remembers which keys were taken so the rest can be
 /// reported as unknown.
 pub(crate) struct Obj<'v> {
@@ -257,5 +286,28 @@ impl<'v> Obj<'v> {
             );
             None
         }
+    }
+}
+
+/// Test helpers shared by the config.json and group.json tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::ConfigError;
+
+    /// The (key, message) pairs of a parse that must fail.
+    pub fn errors<T>(
+        input: &str,
+        result: Result<(T, Vec<ConfigError>), Vec<ConfigError>>,
+    ) -> Vec<(String, String)> {
+        match result {
+            Ok(_) => panic!("{input} parsed"),
+            Err(e) => e.into_iter().map(|e| (e.key, e.message)).collect(),
+        }
+    }
+
+    /// The single (key, message) of a parse that must fail with exactly one error.
+    pub fn one_error(e: Vec<(String, String)>) -> (String, String) {
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e.into_iter().next().unwrap_or_default()
     }
 }
