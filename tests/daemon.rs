@@ -377,3 +377,34 @@ fn logs_keep_to_the_logger_definition_space() {
     root.write_group(&logger_group("INFO", 16));
     flood_stays_within(&root, 16);
 }
+
+#[test]
+fn the_logger_definition_level_filters_lines() {
+    let root = TestRoot::new("level");
+    root.write_group(&logger_group("WARN", 64));
+    let mut d = root.start();
+    // With -i the daemon logs one WARN line; the INFO startup lines are filtered out.
+    assert!(
+        wait_until(PATIENCE, || runtime_log(&root).contains("running with -i")),
+        "exit {:?}, output:\n{}",
+        d.try_wait(),
+        d.output()
+    );
+    assert!(wait_until(PATIENCE, || root.pid_from_file() == Some(d.pid)));
+    let log = runtime_log(&root);
+    assert!(!log.contains("[INFO]"), "{log}");
+}
+
+#[test]
+fn a_broken_group_does_not_stop_the_core() {
+    let root = TestRoot::new("badgroup");
+    root.write_group("{ \"DeviceDefinitionVersion\": [1, 2");
+    let mut d = root.start();
+    wait_started(&root, &mut d);
+    let log = runtime_log(&root);
+    assert!(
+        log.contains("group.json") && log.contains("using the empty group"),
+        "{log}"
+    );
+    assert!(d.output().contains("warning: "));
+}
