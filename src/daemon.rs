@@ -149,10 +149,13 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, i32> {
     // A group that fails validation never stops the core: the last good one (or the empty
     // group) is used and the problems are reported.
     let (group, group_problems) = Group::load_validated(&config);
-    for p in &group_problems {
-        eprintln!("sprig: warning: {p}");
-    }
     warnings.extend(group_problems);
+    // A daemon's log is not on the terminal: say it here too. (--foreground echoes the log.)
+    if !opts.foreground {
+        for w in &warnings {
+            eprintln!("sprig: warning: {w}");
+        }
+    }
     let pid_file = config.pid_file_directory.join(PID_FILE_NAME);
     if let Some(pid) = read_pid_file(&pid_file) {
         if pid != std::process::id() as i32 && is_sprig(pid) {

@@ -406,5 +406,23 @@ fn a_broken_group_does_not_stop_the_core() {
         log.contains("group.json") && log.contains("using the empty group"),
         "{log}"
     );
-    assert!(d.output().contains("warning: "));
+    assert!(d.output().contains("[WARN]-daemon: ") && d.output().contains("group.json"));
+}
+
+#[test]
+fn restart_replaces_a_daemonized_core() {
+    let root = TestRoot::new("restart");
+    let (status, _, err) = root.sprig("start", &["-i"]);
+    assert_eq!(status.code(), Some(0), "{err}");
+    let first = root.pid_from_file().expect("pid file");
+    let _g1 = KillOnDrop(first);
+    let (status, out, err) = root.sprig("restart", &["-i"]);
+    assert_eq!(status.code(), Some(0), "stdout: {out}\nstderr: {err}");
+    let second = root.pid_from_file().expect("pid file after restart");
+    let _g2 = KillOnDrop(second);
+    assert_ne!(first, second);
+    assert!(!alive(first) && alive(second));
+    let (status, _, _) = root.sprig("stop", &[]);
+    assert_eq!(status.code(), Some(0));
+    assert!(!alive(second));
 }
