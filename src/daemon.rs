@@ -513,14 +513,15 @@ fn is_running(pid: i32) -> bool {
     }
 }
 
-/// True when `pid` is a running sprig (its argv names a `sprig` program), so a stale pid file
-/// whose pid was reused by another program does not block a start.
+/// True when `pid` is a running sprig (argv[0], or argv[1] behind an interpreter such as
+/// qemu, names a `sprig` program), so a stale pid file whose pid was reused by another
+/// program does not block a start.
 fn is_sprig(pid: i32) -> bool {
     if !is_running(pid) {
         return false;
     }
     match fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => cmdline.split(|&b| b == 0).any(|arg| {
+        Ok(cmdline) => cmdline.split(|&b| b == 0).take(2).any(|arg| {
             let arg = String::from_utf8_lossy(arg);
             let name = arg.rsplit('/').next().unwrap_or("");
             name.starts_with("sprig")

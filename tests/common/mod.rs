@@ -303,10 +303,7 @@ impl Drop for Daemon {
 
 /// `kill(pid, sig)`; errors (the process is gone) are ignored.
 pub fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+    let _ = sprig::sys::kill(pid, sig);
 }
 
 /// True when a process with this pid exists (and is not a zombie).
