@@ -56,6 +56,23 @@ pub const MIN_SPOOL_MAX_BYTES: u64 = 262_144;
 /// Default log space per component, KB (guide: LoggerDefinition default 128 KB... for FileSystem).
 pub const DEFAULT_LOG_SPACE_KB: u64 = 128;
 
+/// Longest log line written, bytes (longer messages are cut): keeps one record bounded.
+pub const MAX_LOG_LINE_BYTES: usize = 2048;
+
+/// Log files held open at once (system components + Lambdas); when full all are closed and
+/// reopened on demand.
+pub const MAX_OPEN_LOG_FILES: usize = 32;
+
+/// After SIGTERM, how long components get to stop before the daemon exits anyway (the issue
+/// asks for a clean shutdown within a second).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Child exits (reaped on SIGCHLD) queued for the Lambda runner; more are dropped and counted.
+pub const MAX_QUEUED_CHILD_EXITS: usize = 64;
+
+/// How long `sprig stop` waits for the daemon to exit after SIGTERM.
+pub const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest `runtime.maxWorkItemCount` accepted, items. Each queued item holds up to one payload,
 /// so the cap bounds the queue's worst case; 65536 is far above what a router can use.
 pub const MAX_WORK_ITEM_COUNT: u32 = 65_536;
