@@ -327,9 +327,7 @@ fn bad_groups_print_the_guides_messages() {
 #[test]
 fn certificate_files_must_exist_and_hold_pem() {
     let root = Root::new();
-    let cfg = format!(
-        r#"{{"coreThing":{{"iotHost":"a-ats.iot.us-east-1.amazonaws.com","ggHost":"greengrass-ats.iot.us-east-1.amazonaws.com","thingArn":"arn:aws:iot:us-east-1:1:thing/core","caPath":"root.ca.pem","certPath":"core.cert.pem","keyPath":"core.private.key"}}}}"#
-    );
+    let cfg = r#"{"coreThing":{"iotHost":"a-ats.iot.us-east-1.amazonaws.com","ggHost":"greengrass-ats.iot.us-east-1.amazonaws.com","thingArn":"arn:aws:iot:us-east-1:1:thing/core","caPath":"root.ca.pem","certPath":"core.cert.pem","keyPath":"core.private.key"}}"#.to_string();
     root.config(&cfg);
     let out = assert_fails(&root, "coreThing.caPath: ");
     assert!(out.contains("root.ca.pem: cannot read"), "{out}");
@@ -357,4 +355,66 @@ fn bad_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: sprig check [-r ROOT]"));
+}
+
+fn fixture(name: &str, root: &Root) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/config")
+        .join(name);
+    std::fs::read_to_string(p)
+        .unwrap()
+        .replace("/greengrass/", &format!("{}/", root.0.display()))
+}
+
+/// Writes the CA, certificate and key under the names the guide's examples use.
+fn guide_certs(root: &Root, ca: &str, cert: &str, key: &str) {
+    root.certs();
+    for (from, to) in [
+        ("root.ca.pem", ca),
+        ("core.cert.pem", cert),
+        ("core.private.key", key),
+    ] {
+        std::fs::rename(
+            root.0.join("certs").join(from),
+            root.0.join("certs").join(to),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn guide_examples() {
+    let root = Root::new();
+    guide_certs(&root, "root.ca.pem", "hash.cert.pem", "hash.private.key");
+    root.config(&fixture("guide-v1.10.json", &root));
+    let (code, out) = root.check();
+    assert_eq!((code, out.contains("warning")), (0, false), "{out}");
+
+    root.config(&fixture("guide-v1.9-space-principals.json", &root));
+    let (code, out) = root.check();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: ") && out.contains("crypto. principals: key has a leading space"),
+        "{out}"
+    );
+
+    let root = Root::new();
+    guide_certs(&root, "root-ca-pem", "cloud-pem-crt", "cloud-pem-key");
+    root.config(&fixture("guide-v1.6-legacy.json", &root));
+    let (code, out) = root.check();
+    assert_eq!(code, 0, "{out}");
+    // The write directory moves group.json: a broken one there is found.
+    root.write("write-directory/ggc/deployment/group/group.json", "{");
+    assert_fails(
+        &root,
+        "write-directory/ggc/deployment/group/group.json: Failed to parse",
+    );
+
+    let root = Root::new();
+    root.config(&fixture("guide-hsm-pkcs11.json", &root));
+    let out = assert_fails(
+        &root,
+        "crypto.PKCS11: hardware security (PKCS#11) is not supported by sprig yet",
+    );
+    assert!(out.contains("crypto.principals.IoTCertificate.privateKeyPath: found \"pkcs11:object=core-private-key-label;type=private\": PKCS#11 (HSM) keys are not supported by sprig yet"), "{out}");
 }
