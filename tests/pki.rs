@@ -3,11 +3,13 @@
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
+mod common;
+
+use common::TempDir;
 use sprig::config::core::Principal;
 use sprig::pki::{
     certificate_id, load_cert_chain, load_private_key, needs_reissue, GroupCa, IdentitySource,
@@ -15,26 +17,6 @@ use sprig::pki::{
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("sprig-pki-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `openssl ARGS` (split on spaces; test paths have none) with `stdin`, asserting success;
 /// returns stdout.
@@ -126,7 +108,7 @@ fn certificate_id_is_the_sha256_openssl_computes() {
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     // The certificate chains to the CA and says who it is.
     let dir = TempDir::new("id");
-    let (ca_path, cert_path) = (dir.0.join("ca.pem"), dir.0.join("c.pem"));
+    let (ca_path, cert_path) = (dir.path().join("ca.pem"), dir.path().join("c.pem"));
     std::fs::write(&ca_path, ca.cert_pem()).unwrap();
     std::fs::write(&cert_path, &cert_pem).unwrap();
     verify(&ca_path, &cert_path);
@@ -141,7 +123,7 @@ fn certificate_id_is_the_sha256_openssl_computes() {
 #[test]
 fn server_certificate_from_group_ca_names_every_address_and_keeps_its_key_private() {
     let dir = TempDir::new("sans");
-    let (ca, settings) = root_with_ca(&dir.0);
+    let (ca, settings) = root_with_ca(dir.path());
     let addrs = [ip("192.0.2.7"), ip("2001:db8::5"), ip("127.0.0.1")];
     let id = settings.identity(SystemTime::now(), &addrs).unwrap();
     assert_eq!(id.source, IdentitySource::GroupCa);
@@ -151,8 +133,14 @@ fn server_certificate_from_group_ca_names_every_address_and_keeps_its_key_privat
         vec![ip("192.0.2.7"), ip("2001:db8::5")],
         "loopback is not an interface address"
     );
-    assert_eq!(id.cert_path, dir.0.join("ggc/var/state/server/server.crt"));
-    assert_eq!(id.key_path, dir.0.join("ggc/var/state/server/server.key"));
+    assert_eq!(
+        id.cert_path,
+        dir.path().join("ggc/var/state/server/server.crt")
+    );
+    assert_eq!(
+        id.key_path,
+        dir.path().join("ggc/var/state/server/server.key")
+    );
     let mode = std::fs::metadata(&id.key_path)
         .unwrap()
         .permissions()
@@ -186,7 +174,7 @@ fn server_certificate_from_group_ca_names_every_address_and_keeps_its_key_privat
 #[test]
 fn stored_server_certificate_is_reused_until_a_day_before_expiry_or_an_address_change() {
     let dir = TempDir::new("reuse");
-    let (_ca, settings) = root_with_ca(&dir.0);
+    let (_ca, settings) = root_with_ca(dir.path());
     let addrs = [ip("192.0.2.7")];
     let t0 = SystemTime::now();
     let first = settings.identity(t0, &addrs).unwrap();
@@ -222,7 +210,7 @@ fn stored_server_certificate_is_reused_until_a_day_before_expiry_or_an_address_c
 #[test]
 fn stored_server_certificate_is_replaced_when_broken_mismatched_or_from_another_ca() {
     let dir = TempDir::new("replace");
-    let (_ca, settings) = root_with_ca(&dir.0);
+    let (_ca, settings) = root_with_ca(dir.path());
     let now = SystemTime::now();
     let first = settings.identity(now, &[]).unwrap();
 
@@ -238,7 +226,7 @@ fn stored_server_certificate_is_replaced_when_broken_mismatched_or_from_another_
     assert!(settings.identity(now, &[]).unwrap().issued);
 
     // A new group CA: the stored certificate is not signed by it.
-    let (new_ca, _) = root_with_ca(&dir.0);
+    let (new_ca, _) = root_with_ca(dir.path());
     let after_ca_change = settings.identity(now, &[]).unwrap();
     assert!(after_ca_change.issued);
     assert!(new_ca.signed(&after_ca_change.cert_chain[0]));
@@ -253,8 +241,8 @@ fn stored_server_certificate_is_replaced_when_broken_mismatched_or_from_another_
 #[test]
 fn configured_server_certificate_is_used_as_given_even_with_a_group_ca() {
     let dir = TempDir::new("configured");
-    let (_ca, mut settings) = root_with_ca(&dir.0);
-    let (key, cert) = (dir.0.join("own.key"), dir.0.join("own.crt"));
+    let (_ca, mut settings) = root_with_ca(dir.path());
+    let (key, cert) = (dir.path().join("own.key"), dir.path().join("own.crt"));
     // RSA, PKCS#8 key and a self-signed certificate, made by openssl.
     openssl(
         &format!(
@@ -286,7 +274,7 @@ fn configured_server_certificate_is_used_as_given_even_with_a_group_ca() {
 #[test]
 fn configured_sec1_and_pkcs1_keys_load() {
     let dir = TempDir::new("keys");
-    let sec1 = dir.0.join("ec.key");
+    let sec1 = dir.path().join("ec.key");
     ec_key(&sec1);
     assert!(std::fs::read_to_string(&sec1)
         .unwrap()
@@ -295,7 +283,7 @@ fn configured_sec1_and_pkcs1_keys_load() {
         load_private_key(&sec1).unwrap(),
         rustls::pki_types::PrivateKeyDer::Sec1(_)
     ));
-    let pkcs1 = dir.0.join("rsa.key");
+    let pkcs1 = dir.path().join("rsa.key");
     openssl(
         &format!("genrsa -traditional -out {} 2048", pkcs1.display()),
         b"",
@@ -315,10 +303,10 @@ fn configured_key_that_is_not_the_certificates_is_refused() {
     let ca = GroupCa::create("ca").unwrap();
     let (cert_pem, _) = ca.issue_client_cert("a").unwrap();
     let (_, other_key) = ca.issue_client_cert("b").unwrap();
-    let (key, cert) = (dir.0.join("k.pem"), dir.0.join("c.pem"));
+    let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
     std::fs::write(&key, other_key).unwrap();
     std::fs::write(&cert, cert_pem).unwrap();
-    let mut settings = settings(&dir.0);
+    let mut settings = settings(dir.path());
     settings.configured = Some(Principal {
         private_key_path: key.clone(),
         certificate_path: Some(cert),
@@ -331,9 +319,9 @@ fn configured_key_that_is_not_the_certificates_is_refused() {
 #[test]
 fn configured_key_without_certificate_says_what_to_add() {
     let dir = TempDir::new("keyonly");
-    let (_ca, mut settings) = root_with_ca(&dir.0);
+    let (_ca, mut settings) = root_with_ca(dir.path());
     settings.configured = Some(Principal {
-        private_key_path: dir.0.join("server.key"),
+        private_key_path: dir.path().join("server.key"),
         certificate_path: None,
     });
     let err = settings
@@ -347,20 +335,20 @@ fn configured_key_without_certificate_says_what_to_add() {
 #[test]
 fn without_any_source_the_error_names_the_files_looked_for() {
     let dir = TempDir::new("none");
-    let settings = settings(&dir.0);
+    let settings = settings(dir.path());
     let err = settings.identity(SystemTime::now(), &[]).unwrap_err();
     assert!(matches!(err, PkiError::NoServerIdentity { .. }));
     let msg = err.to_string();
     for needle in [
         "MQTTServerCertificate",
-        dir.0.join("certs/group-ca.pem").to_str().unwrap(),
-        dir.0.join("certs/group-ca.key").to_str().unwrap(),
+        dir.path().join("certs/group-ca.pem").to_str().unwrap(),
+        dir.path().join("certs/group-ca.key").to_str().unwrap(),
     ] {
         assert!(msg.contains(needle), "{needle} not in: {msg}");
     }
     // Only the key present is still (c): both are needed.
-    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
-    std::fs::write(dir.0.join("certs/group-ca.key"), b"x").unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/group-ca.key"), b"x").unwrap();
     assert!(matches!(
         settings.identity(SystemTime::now(), &[]).unwrap_err(),
         PkiError::NoServerIdentity { .. }
@@ -370,7 +358,7 @@ fn without_any_source_the_error_names_the_files_looked_for() {
 #[test]
 fn group_ca_round_trips_through_files_and_rejects_a_foreign_key() {
     let dir = TempDir::new("ca");
-    let (ca, settings) = root_with_ca(&dir.0);
+    let (ca, settings) = root_with_ca(dir.path());
     let mode = std::fs::metadata(&settings.group_ca_key)
         .unwrap()
         .permissions()
@@ -380,7 +368,7 @@ fn group_ca_round_trips_through_files_and_rejects_a_foreign_key() {
     assert_eq!(loaded.cert_der(), ca.cert_der());
     // What the loaded CA issues verifies against the original file.
     let (cert_pem, _) = loaded.issue_client_cert("dev").unwrap();
-    let cert = dir.0.join("dev.pem");
+    let cert = dir.path().join("dev.pem");
     std::fs::write(&cert, cert_pem).unwrap();
     verify(&settings.group_ca_cert, &cert);
     // A key that is not the CA's.
@@ -393,8 +381,8 @@ fn group_ca_round_trips_through_files_and_rejects_a_foreign_key() {
 #[test]
 fn an_openssl_made_rsa_group_ca_signs_server_certificates_with_sha256_rsa() {
     let dir = TempDir::new("rsaca");
-    let s = settings(&dir.0);
-    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    let s = settings(dir.path());
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
     openssl(&format!("req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=rsa-group-CA -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign -keyout {} -out {}", s.group_ca_key.display(), s.group_ca_cert.display()), b"",
     );
     let id = s.identity(SystemTime::now(), &[]).unwrap();
@@ -407,8 +395,8 @@ fn an_openssl_made_rsa_group_ca_signs_server_certificates_with_sha256_rsa() {
 #[test]
 fn a_sec1_group_ca_key_is_refused_with_the_conversion_command() {
     let dir = TempDir::new("sec1ca");
-    let s = settings(&dir.0);
-    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    let s = settings(dir.path());
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
     ec_key(&s.group_ca_key);
     openssl(
         &format!(
@@ -426,12 +414,12 @@ fn a_sec1_group_ca_key_is_refused_with_the_conversion_command() {
 #[test]
 fn pem_loading_errors_name_the_file() {
     let dir = TempDir::new("pem");
-    let missing = dir.0.join("missing.pem");
+    let missing = dir.path().join("missing.pem");
     let err = load_cert_chain(&missing).unwrap_err();
     assert!(matches!(err, PkiError::Read { .. }));
     assert!(err.to_string().contains("missing.pem"), "{err}");
 
-    let empty = dir.0.join("empty.pem");
+    let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "just text\n").unwrap();
     assert!(matches!(
         load_cert_chain(&empty).unwrap_err(),
@@ -441,14 +429,14 @@ fn pem_loading_errors_name_the_file() {
     assert!(matches!(err, PkiError::NoPrivateKey { .. }));
     assert!(err.to_string().contains("empty.pem"), "{err}");
 
-    let huge = dir.0.join("huge.pem");
+    let huge = dir.path().join("huge.pem");
     std::fs::write(&huge, vec![b'A'; sprig::limits::MAX_PEM_FILE_BYTES + 1]).unwrap();
     assert!(matches!(
         load_cert_chain(&huge).unwrap_err(),
         PkiError::TooLarge { .. }
     ));
 
-    let broken = dir.0.join("broken.pem");
+    let broken = dir.path().join("broken.pem");
     std::fs::write(
         &broken,
         "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
@@ -474,9 +462,12 @@ fn server_identity_follows_config_json() {
     let dir = TempDir::new("config");
     let ca = GroupCa::create("c").unwrap();
     let (cert_pem, key_pem) = ca.issue_client_cert("srv").unwrap();
-    let (key, cert) = (dir.0.join("certs/srv.key"), dir.0.join("certs/srv.crt"));
-    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
-    std::fs::create_dir_all(dir.0.join("config")).unwrap();
+    let (key, cert) = (
+        dir.path().join("certs/srv.key"),
+        dir.path().join("certs/srv.crt"),
+    );
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::write(&key, key_pem).unwrap();
     std::fs::write(&cert, cert_pem).unwrap();
     let json = format!(
@@ -488,8 +479,8 @@ fn server_identity_follows_config_json() {
         key = key.display(),
         cert = cert.display()
     );
-    std::fs::write(dir.0.join("config/config.json"), json).unwrap();
-    let (config, _warnings) = sprig::config::Config::load(&dir.0).expect("config loads");
+    std::fs::write(dir.path().join("config/config.json"), json).unwrap();
+    let (config, _warnings) = sprig::config::Config::load(dir.path()).expect("config loads");
     let id = sprig::pki::server_identity(&config, SystemTime::now()).unwrap();
     assert_eq!(id.source, IdentitySource::Configured);
     assert_eq!(id.cert_path, cert);
@@ -497,8 +488,8 @@ fn server_identity_follows_config_json() {
     // Without the principal, and with a group CA: (b), validity from sprig.serverCertValidityDays.
     let s = ServerCertSettings::from_config(&config);
     assert_eq!(s.validity_days, 30);
-    assert_eq!(s.state_dir, dir.0.join("ggc/var/state/server"));
-    assert_eq!(s.group_ca_cert, dir.0.join("certs/group-ca.pem"));
+    assert_eq!(s.state_dir, dir.path().join("ggc/var/state/server"));
+    assert_eq!(s.group_ca_cert, dir.path().join("certs/group-ca.pem"));
 }
 
 #[test]
@@ -510,10 +501,10 @@ fn every_identity_source_builds_a_rustls_server_config() {
     };
     // (b) ECDSA P-256 from the group CA.
     let dir = TempDir::new("rustls");
-    let (_ca, mut s) = root_with_ca(&dir.0);
+    let (_ca, mut s) = root_with_ca(dir.path());
     build(s.identity(SystemTime::now(), &[ip("192.0.2.7")]).unwrap()).expect("issued identity");
     // (a) with an openssl SEC1 EC key and a self-signed certificate for it.
-    let (key, cert) = (dir.0.join("ec.key"), dir.0.join("ec.crt"));
+    let (key, cert) = (dir.path().join("ec.key"), dir.path().join("ec.crt"));
     ec_key(&key);
     openssl(
         &format!(
