@@ -94,6 +94,10 @@ pub enum DemoError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// DIR has a config.json or group.json but no demo CA: a real root, not touched.
+    NotADemoRoot {
+        existing: PathBuf,
+    },
 }
 
 impl std::fmt::Display for DemoError {
@@ -111,6 +115,12 @@ impl std::fmt::Display for DemoError {
                 missing.display()
             ),
             DemoError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            DemoError::NotADemoRoot { existing } => write!(
+                f,
+                "{} exists but there is no certs/group-ca.pem next to it: this is not a sprig demo root, \
+                 and the demo does not overwrite it; pick another DIR",
+                existing.display()
+            ),
         }
     }
 }
@@ -154,6 +164,14 @@ pub fn prepare(dir: &Path, port: Option<u16>) -> Result<Demo, DemoError> {
     let (ca, created) = match (ca_cert.exists(), ca_key.exists()) {
         (true, true) => (GroupCa::load(&ca_cert, &ca_key)?, false),
         (false, false) => {
+            for existing in [
+                crate::config::config_path(&root),
+                crate::config::group_path(&root),
+            ] {
+                if existing.exists() {
+                    return Err(DemoError::NotADemoRoot { existing });
+                }
+            }
             let ca = GroupCa::create("sprig demo group CA")?;
             ca.save(&ca_cert, &ca_key)?;
             (ca, true)

@@ -327,6 +327,18 @@ fn a_half_present_ca_or_a_bad_argument_is_refused_with_exit_2() {
     let (status, _, stderr) = run_sprig(["demo".as_ref(), dir.as_os_str()]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("group-ca.key does not"), "{stderr}");
+    // A real Greengrass root (config.json, no demo CA) is left alone.
+    let real = tmp.path().join("greengrass");
+    fs::create_dir_all(real.join("config")).unwrap();
+    fs::write(real.join("config/config.json"), "{}").unwrap();
+    let (status, _, stderr) = run_sprig(["demo".as_ref(), real.as_os_str()]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a sprig demo root"), "{stderr}");
+    assert_eq!(
+        fs::read_dir(&real).unwrap().count(),
+        1,
+        "nothing added next to config/"
+    );
     let (status, _, stderr) = run_sprig(["demo", "d", "--port", "70000"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--port"), "{stderr}");
