@@ -311,15 +311,83 @@ fn configured_key_that_is_not_the_certificates_is_refused() {
         private_key_path: key.clone(),
         certificate_path: Some(cert),
     });
-    let err = settings.identity(SystemTime::now(), &[]).unwrap_err();
-    assert!(matches!(err, PkiError::UnusableKey { .. }), "{err:?}");
-    assert!(err.to_string().contains(key.to_str().unwrap()), "{err}");
+    for round in ["PKCS#8", "SEC1"] {
+        let err = settings.identity(SystemTime::now(), &[]).unwrap_err();
+        assert!(
+            matches!(err, PkiError::UnusableKey { .. }),
+            "{round}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("is not the key of"),
+            "{round}: {err}"
+        );
+        assert!(err.to_string().contains(key.to_str().unwrap()), "{err}");
+        ec_key(&key); // the next round: an openssl SEC1 key, just as foreign
+    }
 }
 
 #[test]
-fn configured_key_without_certificate_says_what_to_add() {
+fn a_configured_key_without_certificate_is_certified_by_the_group_ca_and_kept_in_place() {
     let dir = TempDir::new("keyonly");
-    let (_ca, mut settings) = root_with_ca(dir.path());
+    let (ca, mut settings) = root_with_ca(dir.path());
+    let key = dir.path().join("own.key");
+    openssl(
+        &format!(
+            "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {}",
+            key.display()
+        ),
+        b"",
+    );
+    let key_before = std::fs::read(&key).unwrap();
+    settings.configured = Some(Principal {
+        private_key_path: key.clone(),
+        certificate_path: None,
+    });
+    let now = SystemTime::now();
+    let id = settings.identity(now, &[ip("192.0.2.9")]).unwrap();
+    assert_eq!(id.source, IdentitySource::GroupCa);
+    assert!(id.issued);
+    assert_eq!(id.key_path, key);
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        key_before,
+        "the user's key is not rewritten"
+    );
+    assert!(!settings.state_dir.join("server.key").exists());
+    assert!(ca.signed(&id.cert_chain[0]));
+    // The certificate is for the user's key: same public key as openssl derives from it.
+    let cert_pub = openssl(
+        &format!("x509 -in {} -noout -pubkey", id.cert_path.display()),
+        b"",
+    );
+    let key_pub = openssl(&format!("pkey -in {} -pubout", key.display()), b"");
+    assert_eq!(cert_pub, key_pub);
+    // Reused while valid; renewed for the same key when due; renewed when the user rotates it.
+    assert!(!settings.identity(now, &[ip("192.0.2.9")]).unwrap().issued);
+    let late = settings.identity(
+        now + 6 * DAY + Duration::from_secs(7200),
+        &[ip("192.0.2.9")],
+    );
+    assert!(late.unwrap().issued);
+    openssl(
+        &format!(
+            "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {}",
+            key.display()
+        ),
+        b"",
+    );
+    let rotated = settings.identity(now, &[ip("192.0.2.9")]).unwrap();
+    assert!(rotated.issued, "a new user key gets a new certificate");
+    // A SEC1 key cannot be certified: the error says how to convert it.
+    ec_key(&key);
+    let err = settings.identity(now, &[]).unwrap_err().to_string();
+    assert!(err.contains("openssl pkcs8 -topk8 -nocrypt"), "{err}");
+}
+
+#[test]
+fn a_configured_key_without_certificate_or_group_ca_says_what_to_add() {
+    let dir = TempDir::new("keyonly-noca");
+    let mut settings = settings(dir.path());
     settings.configured = Some(Principal {
         private_key_path: dir.path().join("server.key"),
         certificate_path: None,
@@ -330,6 +398,7 @@ fn configured_key_without_certificate_says_what_to_add() {
         .to_string();
     assert!(err.contains("certificatePath"), "{err}");
     assert!(err.contains("server.key"), "{err}");
+    assert!(err.contains("group-ca.pem"), "{err}");
 }
 
 #[test]
