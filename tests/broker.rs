@@ -576,7 +576,7 @@ fn a_thousand_connect_disconnect_cycles_leave_fds_and_rss_flat() {
 
 #[test]
 fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
-    let rig = rig_with("broker-flood", r#""maxWorkItemCount": 16,"#, "");
+    let rig = rig_with("broker-flood", r#""maxWorkItemCount": 4,"#, "");
     let sub = Bg::start(
         &rig,
         &rig.b,
@@ -590,7 +590,7 @@ fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
             &rig,
             &rig.a,
             "publish",
-            &["flood/x", "20000", "512", "0", "20", tag],
+            &["flood/x", "20000", "32", "0", "20", tag],
         );
         assert!(out.contains("connack 0"), "{out}");
     };
@@ -606,7 +606,7 @@ fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
     flood("n");
     let after = fds_and_rss(rig.daemon.pid);
     assert!(wait_counter(&rig, "queue_full", |n| n > first));
-    assert!(counter(&rig, "capacity") == 16);
+    assert!(counter(&rig, "capacity") == 4);
     eprintln!(
         "flood: fds {} -> {}, RSS {} KiB -> {} KiB",
         before.0, after.0, before.1, after.1
