@@ -4,7 +4,7 @@
 //! Compiled into every test crate (`mod common;`), so not every crate uses every helper.
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::net::TcpListener;
@@ -212,6 +212,14 @@ impl TestRoot {
             .ok()
     }
 
+    /// Runs `sprig COMMAND -r ROOT EXTRA...` to completion: (status, stdout, stderr).
+    pub fn sprig(&self, command: &str, extra: &[&str]) -> (ExitStatus, String, String) {
+        let mut args: Vec<OsString> =
+            vec![command.into(), "-r".into(), self.root().into_os_string()];
+        args.extend(extra.iter().map(Into::into));
+        run_sprig(args)
+    }
+
     /// Starts `sprig start -r ROOT --foreground -i` (plus `extra` args and `env`).
     pub fn start(&self) -> Daemon {
         Daemon::spawn(self, &["--foreground", "-i"], &[])
@@ -295,10 +303,7 @@ impl Drop for Daemon {
 
 /// `kill(pid, sig)`; errors (the process is gone) are ignored.
 pub fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+    let _ = sprig::sys::kill(pid, sig);
 }
 
 /// True when a process with this pid exists (and is not a zombie).
