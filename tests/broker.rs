@@ -359,7 +359,7 @@ fn log_text(rig: &Rig) -> String {
 #[test]
 fn a_to_b_with_mosquitto_clients_and_unrouted_topics_dropped() {
     let rig = rig("broker-a2b");
-    let sub = mosquitto_sub(&rig, &rig.b, &["direct/b", "room/+/temp"], 2, "sub-b");
+    let sub = mosquitto_sub(&rig, &rig.b, &["direct/b", "room/+/temp"], 3, "sub-b");
     assert!(sub.wait_for("Subscribed"), "{}", sub.text());
     assert!(
         sub.text().contains("Subscribed (mid: 1): 0, 0"),
@@ -378,7 +378,29 @@ fn a_to_b_with_mosquitto_clients_and_unrouted_topics_dropped() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // TLS 1.2 as well as the default 1.3.
+    let out = Command::new("mosquitto_pub")
+        .args(mosq_args(&rig, &rig.a, "A"))
+        .args([
+            "--tls-version",
+            "tlsv1.2",
+            "-t",
+            "direct/b",
+            "-m",
+            "over-tls12",
+            "-q",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = sub.finish();
+    assert!(text.contains("direct/b over-tls12"), "{text}");
     assert!(text.contains("direct/b first"), "{text}");
     assert!(text.contains("room/kitchen/temp 21.5"), "{text}");
     assert!(!text.contains("unrouted"), "{text}");
@@ -657,6 +679,23 @@ fn a_stalled_subscriber_does_not_stop_the_others() {
     );
     assert_eq!(counter(&rig, "queue_full"), 0);
     drop(stalled);
+}
+
+#[test]
+fn connections_over_max_connections_are_refused_at_accept() {
+    let rig = rig_with("broker-maxconn", "", r#""sprig": { "maxConnections": 2 },"#);
+    let b = Bg::start(&rig, &rig.b, "stall", &["direct/b", "120"], "hold-b");
+    let c = Bg::start(&rig, &rig.c, "stall", &["room/#", "120"], "hold-c");
+    assert!(b.wait_for("ready") && c.wait_for("ready"));
+    let out = mosquitto_pub(&rig, &rig.a, "A", "direct/b", "x");
+    assert!(!out.status.success());
+    assert!(wait_counter(&rig, "connection_limit", |n| n >= 1));
+    assert!(log_text(&rig).contains("the limit (sprig.maxConnections) is 2"));
+    drop(b);
+    assert!(wait_counter(&rig, "open", |n| n < 2));
+    assert!(mosquitto_pub(&rig, &rig.a, "A", "direct/b", "x")
+        .status
+        .success());
 }
 
 #[test]
