@@ -15,13 +15,13 @@ use bytes::Bytes;
 use crate::broker::{self, Hub, ServerConfigSlot};
 use crate::cloud::{self, Cloud, CloudSettings};
 use crate::config::Endpoint;
-use crate::workq::WorkItem;
 use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
 use crate::limits;
 use crate::pki;
 use crate::status::StatusBoard;
 use crate::workq::SharedQueue;
+use crate::workq::WorkItem;
 
 /// What the daemon hands the application once config, group and logging are up.
 pub struct Core {
@@ -92,9 +92,19 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
             let q = queue.clone();
             let inbound = move |topic: &str, payload: Bytes| {
-                q.push(WorkItem { source: Endpoint::Cloud, topic: topic.to_owned(), payload }).is_ok()
+                q.push(WorkItem {
+                    source: Endpoint::Cloud,
+                    topic: topic.to_owned(),
+                    payload,
+                })
+                .is_ok()
             };
-            log::info!("cloud link to {}:{} as {}", settings.host, settings.port, settings.client_id(0));
+            log::info!(
+                "cloud link to {}:{} as {}",
+                settings.host,
+                settings.port,
+                settings.client_id(0)
+            );
             let c = Cloud::start(ex, settings, spool, Box::new(inbound));
             hub.set_cloud_sink(Rc::new(c.clone()));
             let (c1, c2) = (c.clone(), c.clone());

@@ -51,28 +51,8 @@ fn make_device(dir: &Path, name: &str) -> Dev {
     let cert = dir.join(format!("{name}.cert.pem"));
     let key = dir.join(format!("{name}.key.pem"));
     let der = dir.join(format!("{name}.cert.der"));
-    let (c, k, d) = (
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-        der.to_str().unwrap(),
-    );
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        k,
-        "-out",
-        c,
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN={name}"),
-    ]);
+    let (c, d) = (cert.to_str().unwrap(), der.to_str().unwrap());
+    openssl_self_signed(&key, &cert, name, &[]);
     openssl(&["x509", "-in", c, "-outform", "DER", "-out", d]);
     let out = Command::new("openssl")
         .args(["dgst", "-sha256", "-r", d])
@@ -134,29 +114,8 @@ fn rig_with(label: &str, runtime_extra: &str, top_extra: &str) -> Rig {
     let root = TestRoot::new(label);
     let certs = root.certs();
     fs::create_dir_all(&certs).unwrap();
-    let ca_key = certs.join("group-ca.key");
+    // TestRoot::new made the group CA (certs/group-ca.pem) the broker's certificate comes from.
     let ca = certs.join("group-ca.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        ca_key.to_str().unwrap(),
-        "-out",
-        ca.to_str().unwrap(),
-        "-days",
-        "30",
-        "-subj",
-        "/CN=sprig test group CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
     let devdir = root.dir.path().join("devices");
     fs::create_dir_all(&devdir).unwrap();
     let (a, b, c) = (
@@ -535,6 +494,7 @@ fn garbage_and_truncated_packets_drop_only_that_client() {
         "bad-remaining-length",
         "truncated",
         "silent",
+        "keepalive",
     ] {
         let out = py(&rig, &rig.a, "raw", &[mode]);
         assert!(out.contains("closed"), "{mode}: {out}");
@@ -554,6 +514,7 @@ fn garbage_and_truncated_packets_drop_only_that_client() {
         .success());
     let text = sub.finish();
     assert!(text.contains("direct/b still-here"), "{text}");
+    assert!(wait_counter(&rig, "keep_alive", |n| n == 1));
     assert!(
         wait_counter(&rig, "malformed", |n| n >= 3),
         "{}",
