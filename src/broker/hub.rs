@@ -265,7 +265,14 @@ impl Hub {
                 }
                 Some(Endpoint::ShadowService) => {
                     bump(&self.stats.dropped_shadow);
-                    log::info!(
+                    // Once at info, then at debug: a chatty device must not flood the log.
+                    let level = if self.stats.dropped_shadow.get() == 1 {
+                        log::Level::Info
+                    } else {
+                        log::Level::Debug
+                    };
+                    log::log!(
+                        level,
                         "shadow request on {:?} from {:?} dropped: the local shadow service is not built yet",
                         item.topic,
                         item.source
