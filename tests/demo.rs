@@ -261,7 +261,6 @@ fn run_shell(command: &str) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "needs broker"]
 fn printed_commands_deliver_from_sensor_to_display_and_not_the_unrouted_topic() {
     let tmp = TempDir::new("demo-e2e");
     let dir = tmp.path().join("demo");

@@ -119,7 +119,24 @@ impl TestRoot {
     pub fn new(label: &str) -> TestRoot {
         let root = TestRoot::empty(label);
         root.write_config(&root.default_config());
+        root.write_group_ca();
         root
+    }
+
+    /// `certs/group-ca.pem` and `group-ca.key` (EC P-256, made by the openssl CLI): the local
+    /// broker needs a server identity to start (issue 3 §1 (b)), and issues it from this CA.
+    pub fn write_group_ca(&self) {
+        let (key, cert) = (
+            self.certs().join("group-ca.key"),
+            self.certs().join("group-ca.pem"),
+        );
+        let ca_ext = [
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ];
+        openssl_self_signed(&key, &cert, "sprig test group CA", &ca_ext);
     }
 
     /// The directory layout without config.json.
@@ -359,4 +376,32 @@ pub fn files_size(dir: &Path, prefix: &str) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// A self-signed EC P-256 certificate and its key (PEM), made by the openssl CLI.
+pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[&str]) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl (the tests need the openssl CLI)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
