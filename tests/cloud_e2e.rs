@@ -39,8 +39,8 @@ fn openssl(args: &[&str]) -> Output {
 }
 
 /// A root whose config.json points the cloud link at the test mosquitto (legacy cert paths:
-/// root.ca.pem = the cloud CA, core.cert.pem / core.private.key = the core's identity), a group
-/// CA for the local broker, device A, and the GGCloudSpooler settings `spooler_env`.
+/// root.ca.pem = the cloud CA, core.cert.pem / core.private.key = the core's identity), device
+/// A, and the GGCloudSpooler settings `spooler_env`.
 fn rig(label: &str, spooler_env: &str) -> Rig {
     let cloud = Dir::new(&format!("e2e-{label}"));
     cloud_peer::certs(&cloud.0);
@@ -50,51 +50,15 @@ fn rig(label: &str, spooler_env: &str) -> Rig {
     fs::copy(cloud.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
     fs::copy(cloud.path("core.pem"), certs.join("core.cert.pem")).unwrap();
     fs::copy(cloud.path("core.key"), certs.join("core.private.key")).unwrap();
+    // TestRoot made the group CA the local broker issues its server certificate from.
     let group_ca = certs.join("group-ca.pem");
     let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&certs.join("group-ca.key")),
-        "-out",
-        &s(&group_ca),
-        "-days",
-        "30",
-        "-subj",
-        "/CN=group CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
     let (dev_cert, dev_key, der) = (
         cloud.path("A.pem"),
         cloud.path("A.key"),
         cloud.path("A.der"),
     );
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&dev_key),
-        "-out",
-        &s(&dev_cert),
-        "-days",
-        "30",
-        "-subj",
-        "/CN=A",
-    ]);
+    openssl_self_signed(&dev_key, &dev_cert, "A", &[]);
     openssl(&[
         "x509",
         "-in",
