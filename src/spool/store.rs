@@ -176,8 +176,9 @@ impl Store {
         };
         // One write call per record: a crash leaves it whole or as a torn tail.
         if let Err(e) = file.write_all(&self.buf) {
-            // The segment may now end in a partial record; start a fresh one next time.
-            self.close_active();
+            // Cut off any partial record (disk full, I/O error) so the next append starts
+            // clean; if even that fails, a reopen sees it as a torn tail or damage.
+            let _ = file.set_len(*size);
             return Err(e);
         }
         let loc = DiskLoc {
