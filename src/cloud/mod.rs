@@ -13,7 +13,9 @@
 //! Connections: `<thing>-c00` sends the spool and carries the first
 //! [`CLOUD_MAX_SUBSCRIPTIONS_PER_CONNECTION`] cloud-sourced filters; `-c01`, `-c02`, ... carry
 //! the next ones. The bare `<thing>` id is reserved for the control (deployment) connection,
-//! which sprig does not open yet.
+//! which sprig does not open yet. With persistent subscriptions every `-cNN` connection uses
+//! cleanSession=0 (Greengrass opens a separate connection for the persistent session; sprig has
+//! no system components that need a clean one).
 //!
 //! The seam with the rest of the core: the dispatcher calls [`Cloud::publish`] for every
 //! message routed to Target `cloud` (it goes through the spool, QoS 1 upstream), and the cloud
