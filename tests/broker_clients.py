@@ -25,6 +25,8 @@ def client(port, ca, cert, key, cid, keepalive=60):
     c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
     rc = {}
     c.on_connect = lambda cl, ud, flags, code: rc.setdefault("rc", code)
+    # A refused client is closed without a CONNACK.
+    c.on_disconnect = lambda cl, ud, code: rc.setdefault("rc", "closed")
     c.connect("127.0.0.1", port, keepalive)
     return c, rc
 

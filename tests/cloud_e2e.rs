@@ -24,20 +24,6 @@ struct Rig {
     dev_key: PathBuf,
 }
 
-fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A root whose config.json points the cloud link at the test mosquitto (legacy cert paths:
 /// root.ca.pem = the cloud CA, core.cert.pem / core.private.key = the core's identity), device
 /// A, and the GGCloudSpooler settings `spooler_env`.

@@ -480,7 +480,9 @@ impl Conn {
         let thing = match thing {
             Ok(t) => t,
             Err(why) => {
-                self.send(|b| ConnAck::new(ConnectReturnCode::NotAuthorized, false).write(b))?;
+                // Closed without a CONNACK, as AWS IoT does: the AWS IoT Device SDK for Python
+                // takes any CONNACK, even "not authorized", as a successful connect() and
+                // retries forever; a hang-up makes connect() raise (tests/sdk.rs).
                 return Err(End::Refused(why));
             }
         };
