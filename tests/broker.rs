@@ -406,6 +406,17 @@ fn garbage_and_truncated_packets_drop_only_that_client() {
     );
 }
 
+#[test]
+fn a_connect_sent_with_the_last_handshake_flight_is_answered() {
+    // The CONNECT arrives in the same read as the client's Finished, so rustls has it decrypted
+    // before the connection loop starts and the socket will not wake it for those bytes.
+    let rig = rig("broker-coalesced");
+    for _ in 0..3 {
+        let out = py(&rig, &rig.a, "coalesced", &[]);
+        assert!(out.contains("connack 0"), "{out}\n{}", log_text(&rig));
+    }
+}
+
 fn fds_and_rss(pid: i32) -> (usize, u64) {
     (fd_count(pid).unwrap(), vm_rss_kb(pid).unwrap())
 }

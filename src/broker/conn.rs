@@ -170,6 +170,11 @@ struct Conn {
 
 impl Conn {
     async fn run(&mut self) -> End {
+        // The client's first packets may have come in the same read as its last handshake
+        // flight: rustls holds them decrypted and the socket will not wake us for them.
+        if let Err(end) = self.drain_plaintext() {
+            return end;
+        }
         let mut closing = false;
         loop {
             // 1. Parse what we have, within the per-wake budget, unless the socket is backed up.
