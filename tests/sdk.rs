@@ -3,6 +3,14 @@
 //! HelloWorld_Publisher → HelloWorld_Subscriber exchange, what the SDK does with sprig's
 //! refusals, and a shadow request from `AWSIoTMQTTShadowClient`. The device side is
 //! tests/py/sdk_device.py; every observation is asserted here.
+//!
+//! What the SDK sends (read from its source): MQTT 3.1.1, clean session, keep-alive 600 s,
+//! username `?SDK=Python&Version=1.5.4` (metrics; sprig ignores it), the QoS the caller gives
+//! (shadow requests and their subscriptions: QoS 0). Its `connect()`, `subscribe()` and
+//! `publish()` succeed on any CONNACK / SUBACK / PUBACK without reading the codes. It
+//! reconnects by itself (backoff 1–32 s), resubscribes what it had, and queues publishes made
+//! while offline in an unbounded queue drained at 2 per second; sprig keeps no sessions, which
+//! the resubscribe makes invisible to the device.
 
 mod common;
 
