@@ -9,7 +9,8 @@
 //! (shadow requests and their subscriptions: QoS 0). Its `connect()`, `subscribe()` and
 //! `publish()` succeed on any CONNACK / SUBACK / PUBACK without reading the codes. It
 //! reconnects by itself (backoff 1–32 s), resubscribes what it had, and queues publishes made
-//! while offline in an unbounded queue drained at 2 per second; sprig keeps no sessions, which
+//! while offline in an unbounded queue drained at 2 per second (the shadow client disables that
+//! queue); sprig keeps no sessions, which
 //! the resubscribe makes invisible to the device.
 
 mod common;
