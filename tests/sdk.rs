@@ -10,8 +10,7 @@
 //! `publish()` succeed on any CONNACK / SUBACK / PUBACK without reading the codes. It
 //! reconnects by itself (backoff 1–32 s), resubscribes what it had, and queues publishes made
 //! while offline in an unbounded queue drained at 2 per second (the shadow client disables that
-//! queue); sprig keeps no sessions, which
-//! the resubscribe makes invisible to the device.
+//! queue); sprig keeps no sessions, which the resubscribe makes invisible to the device.
 
 mod common;
 
