@@ -48,8 +48,9 @@ case "$TARGET" in
     BUILD_STD=1; RUSTFLAGS_T="-C target-cpu=cortex-a7" ;;
   mipsel-unknown-linux-musl)
     # OpenWrt mipsel_24kc (ramips mt7621/mt76x8): MIPS32r2 24KEc, soft-float.
-    # see musl/README.md for why this one is special.
-    BUILD_STD=1; RUSTFLAGS_T="-C target-cpu=mips32r2 -C target-feature=+soft-float" ;;
+    # Soft-float comes from the target spec; cargo-zigbuild links zig's soft-float musl
+    # (mipsel-linux-musleabi). musl/elfarch.py checks the fp_abi of the result.
+    BUILD_STD=1; RUSTFLAGS_T="-C target-cpu=mips32r2" ;;
   *) echo "unsupported target '$TARGET'" >&2; exit 2 ;;
 esac
 

@@ -3,8 +3,8 @@
 
     elfarch.py TARGET FILE     exit 0 when FILE is a static executable for TARGET
 
-Checked: class, byte order, e_machine, e_flags (ARM: EABI5 + hard-float; MIPS: MIPS32r2,
-o32), no PT_INTERP (static), and for ARM the CPU architecture attribute (v6 for the Pi
+Checked: class, byte order, e_machine, e_flags (ARM: EABI5 + hard-float; MIPS: MIPS32r2, o32,
+soft-float), no PT_INTERP (static), and for ARM the CPU architecture attribute (v6 for the Pi
 Zero, v7 for cortex-a7). Standard library only, so tests and scripts can share it.
 """
 import struct
@@ -15,6 +15,8 @@ PT_INTERP = 3
 EF_ARM_EABI_MASK, EF_ARM_EABI_VER5, EF_ARM_ABI_FLOAT_HARD = 0xFF000000, 0x05000000, 0x400
 EF_MIPS_ARCH, EF_MIPS_ARCH_32R2, EF_MIPS_ABI2 = 0xF0000000, 0x70000000, 0x20
 SHT_ARM_ATTRIBUTES = 0x70000003
+SHT_MIPS_ABIFLAGS = 0x7000002A
+VAL_GNU_MIPS_ABI_FP_SOFT = 3
 # Tag_CPU_arch values (ARM IHI 0045): 6 = v6KZ (ARM1176), 10 = v7.
 TAG_CPU_ARCH = 6
 
@@ -66,6 +68,14 @@ def arm_cpu_arch(blob, sections):
     return None
 
 
+def mips_fp_abi(blob, sections):
+    """fp_abi byte of .MIPS.abiflags (Elf_MIPS_ABIFlags_v0, offset 7), or None."""
+    for sh_type, off, size in sections:
+        if sh_type == SHT_MIPS_ABIFLAGS and size >= 8:
+            return blob[off + 7]
+    return None
+
+
 def describe(path):
     """Returns a dict of the header facts of the ELF file at path."""
     with open(path, "rb") as f:
@@ -96,6 +106,7 @@ def describe(path):
         "flags": e_flags,
         "static": PT_INTERP not in ph,
         "arm_cpu_arch": arm_cpu_arch(blob, sh) if e_machine == EM_ARM else None,
+        "mips_fp_abi": mips_fp_abi(blob, sh) if e_machine == EM_MIPS else None,
     }
 
 
@@ -126,6 +137,8 @@ def problems(target, path):
             out.append(f"e_flags {d['flags']:#x}: not MIPS32r2")
         if d["flags"] & EF_MIPS_ABI2:
             out.append(f"e_flags {d['flags']:#x}: n32, want o32")
+        if d["mips_fp_abi"] != VAL_GNU_MIPS_ABI_FP_SOFT:
+            out.append(f"MIPS fp_abi {d['mips_fp_abi']}, want {VAL_GNU_MIPS_ABI_FP_SOFT} (soft-float)")
     return out
 
 

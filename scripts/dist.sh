@@ -5,13 +5,13 @@
 #   dist/openwrt/sprig_<ver>-r<rel>_<arch>.ipk  router profile, one per OpenWrt arch
 #   dist/deb/sprig_<ver>-1_armhf.deb       Pi Zero (full profile)
 #   dist/SHA256SUMS
-# Env: DIST_TARGETS (default: the four supported targets; add mipsel-unknown-linux-musl to
-# try the stretch target), DIST_FULL_TARGETS (targets also built in the full profile, default
+# Env: DIST_TARGETS (default: all five targets incl. mipsel-unknown-linux-musl; drop it to
+# save ~6 min), DIST_FULL_TARGETS (targets also built in the full profile, default
 # the Pi Zero and x86_64), DIST_NO_BUILD=1 to package what dist/bin already holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TARGETS=${DIST_TARGETS:-"arm-unknown-linux-musleabihf aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf x86_64-unknown-linux-musl"}
+TARGETS=${DIST_TARGETS:-"arm-unknown-linux-musleabihf aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf x86_64-unknown-linux-musl mipsel-unknown-linux-musl"}
 FULL_TARGETS=${DIST_FULL_TARGETS:-"arm-unknown-linux-musleabihf x86_64-unknown-linux-musl"}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
