@@ -6,9 +6,8 @@
 # --check also verifies the binary is static ELF for the right machine and runs
 # `--version` under qemu-user (native for x86_64).
 #
-# Tools (all installed by musl/setup.sh, versions pinned there): rustup targets where they
-# download (x86_64, aarch64 musl), otherwise `-Z build-std` from rust-src; zig (PyPI `ziglang`)
-# through cargo-zigbuild as C compiler (ring), linker and musl libc.
+# Tools (all installed by musl/env.sh, versions pinned there): `-Z build-std` from rust-src;
+# zig (PyPI `ziglang`) through cargo-zigbuild as C compiler (ring), linker and musl libc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,25 +31,25 @@ case "$PROFILE" in
   *) echo "unknown profile '$PROFILE' (router|full)" >&2; exit 2 ;;
 esac
 
-# Per target: zig's libc triple for cargo-zigbuild (".2.0" glibc suffix is not used for musl),
-# extra rustc flags, and whether std must be built from source (no rustup download).
-BUILD_STD=0
-ZIG_TARGET=$TARGET
+# Per target: extra rustc flags (CPU). Every target builds std from source
+# (-Z build-std): rustup has no std for the Armv6/Armv7/MIPS musl targets here, and for all of
+# them it lets us drop std's backtrace symbolizer (gimli/addr2line/miniz, ~100 KB of a 270 KB
+# binary; panics still print their message) and pick its size-optimized algorithms.
 RUSTFLAGS_T=""
 case "$TARGET" in
   x86_64-unknown-linux-musl) ;;
   aarch64-unknown-linux-musl) ;;
   arm-unknown-linux-musleabihf)
     # Raspberry Pi Zero / Pi 1: ARM1176JZF-S, Armv6 with VFPv2, hard-float ABI.
-    BUILD_STD=1; RUSTFLAGS_T="-C target-cpu=arm1176jzf-s" ;;
+    RUSTFLAGS_T="-C target-cpu=arm1176jzf-s" ;;
   armv7-unknown-linux-musleabihf)
     # OpenWrt arm_cortex-a7_neon-vfpv4 (ipq40xx, mt7629, sunxi, ...).
-    BUILD_STD=1; RUSTFLAGS_T="-C target-cpu=cortex-a7" ;;
+    RUSTFLAGS_T="-C target-cpu=cortex-a7" ;;
   mipsel-unknown-linux-musl)
     # OpenWrt mipsel_24kc (ramips mt7621/mt76x8): MIPS32r2 24KEc, soft-float.
     # Soft-float comes from the target spec; cargo-zigbuild links zig's soft-float musl
     # (mipsel-linux-musleabi). musl/elfarch.py checks the fp_abi of the result.
-    BUILD_STD=1; RUSTFLAGS_T="-C target-cpu=mips32r2" ;;
+    RUSTFLAGS_T="-C target-cpu=mips32r2" ;;
   *) echo "unsupported target '$TARGET'" >&2; exit 2 ;;
 esac
 
@@ -58,16 +57,14 @@ esac
 . "$ROOT/musl/env.sh"
 
 TRIPLE_ENV=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
-FLAGS="$RUSTFLAGS_T"
+# std is built with the same flags (CPU) as sprig. musl's crt objects and libc come from zig,
+# not from Rust's self-contained set (absent for build-std targets). RUSTC_BOOTSTRAP lets
+# stable use -Z build-std.
+export RUSTC_BOOTSTRAP=1
+FLAGS="$RUSTFLAGS_T -C link-self-contained=no"
 CARGO_ARGS=(zigbuild --release --locked --target "$TARGET" "${FEATURES[@]}"
-  --config 'profile.release.strip=false')
-if [ "$BUILD_STD" = 1 ]; then
-  # Tier-3 / not-downloadable std: build it with the same flags. musl's crt objects and libc
-  # come from zig, not from Rust's (absent) self-contained set.
-  export RUSTC_BOOTSTRAP=1
-  CARGO_ARGS+=(-Z build-std=std,panic_abort)
-  FLAGS="$FLAGS -C link-self-contained=no"
-fi
+  --config 'profile.release.strip=false'
+  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size)
 export "CARGO_TARGET_${TRIPLE_ENV}_RUSTFLAGS=$FLAGS"
 # One target dir for both profiles: the dependencies (and std) do not depend on the profile,
 # so the second profile only rebuilds sprig itself.

@@ -4,8 +4,10 @@ ZIGLANG_VERSION=0.14.1
 CARGO_ZIGBUILD_VERSION=0.24.1
 SHIP_VENV="$ROOT/target-cross/venv"
 
-# Rust side: musl std for the targets rustup ships, rust-src for -Z build-std, llvm-tools for
-# llvm-strip/llvm-nm (work on every architecture).
+# Rust side: rust-src for -Z build-std (every target), llvm-tools for llvm-strip/llvm-nm (every
+# arch), and the musl std rustup ships for x86_64/aarch64 (unused by musl/build.sh, which
+# builds std; kept for plain `cargo build --target` runs).
+
 _installed=$(rustup target list --installed)
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   case "$_installed" in *"$t"*) ;; *) rustup target add "$t" >&2 ;; esac
