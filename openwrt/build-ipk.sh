@@ -63,7 +63,7 @@ chmod 0644 "$ctrl/control" "$ctrl/conffiles"
 (cd "$data" && "${TAR[@]}" -cf - . | gzip -9n > "$work/data.tar.gz")
 (cd "$ctrl" && "${TAR[@]}" -cf - . | gzip -9n > "$work/control.tar.gz")
 echo "2.0" > "$work/debian-binary"
-mkdir -p "$OUT"
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 ipk="$OUT/sprig_${PKGVER}_${ARCH}.ipk"
 (cd "$work" && "${TAR[@]}" -cf - ./debian-binary ./data.tar.gz ./control.tar.gz | gzip -9n > "$ipk")
 echo "$ipk"

@@ -53,7 +53,7 @@ if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 SCRIPT
 chmod 0755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/postrm"
 chmod 0644 "$pkg/DEBIAN/control"
-mkdir -p "$OUT"
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 deb="$OUT/sprig_${DEBVER}_${ARCH}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
 echo "$deb"

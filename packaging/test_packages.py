@@ -25,8 +25,10 @@ sys.path.insert(0, os.path.join(REPO, "musl"))
 import elfarch  # noqa: E402
 
 DIST = os.environ.get("SPRIG_DIST", os.path.join(REPO, "dist"))
-VERSION = re.search(r'^version = "(.*)"', open(os.path.join(REPO, "Cargo.toml")).read(), re.M).group(1)
-OPENWRT_ARCH = dict(line.split() for line in open(os.path.join(REPO, "openwrt", "arches.txt")) if line.strip())
+with open(os.path.join(REPO, "Cargo.toml")) as _f:
+    VERSION = re.search(r'^version = "(.*)"', _f.read(), re.M).group(1)
+with open(os.path.join(REPO, "openwrt", "arches.txt")) as _f:
+    OPENWRT_ARCH = dict(line.split() for line in _f if line.strip())
 DEB_ARCH = {"armhf": "arm-unknown-linux-musleabihf", "arm64": "aarch64-unknown-linux-musl",
             "amd64": "x86_64-unknown-linux-musl"}
 CONTROL_FIELDS = ["Package", "Version", "Depends", "Source", "SourceName", "License", "Section",
@@ -65,7 +67,7 @@ class Ipk(unittest.TestCase):
                 self.check_ipk(path)
 
     def check_ipk(self, path):
-        arch = re.match(r"sprig_(.+)_(.+)\.ipk$", os.path.basename(path)).group(2)
+        arch = re.match(r"sprig_([^_]+)_(.+)\.ipk$", os.path.basename(path)).group(2)
         self.assertIn(arch, OPENWRT_ARCH)
         with open(path, "rb") as f:
             self.assertEqual(f.read(2), b"\x1f\x8b", "outer ipk must be gzip")
@@ -110,6 +112,20 @@ class Ipk(unittest.TestCase):
         self.assertEqual(elf_problems(OPENWRT_ARCH[arch], binary), [])
 
 
+class FeedSources(unittest.TestCase):
+    def test_feed_makefile_version_matches_cargo(self):
+        with open(os.path.join(REPO, "openwrt", "sprig", "Makefile")) as f:
+            make = f.read()
+        self.assertEqual(re.search(r"^PKG_VERSION:=(.*)$", make, re.M).group(1), VERSION)
+        self.assertIn("/etc/config/sprig", make.split("define Package/sprig/conffiles")[1])
+
+    def test_init_script_is_valid_sh(self):
+        init = os.path.join(REPO, "openwrt", "sprig", "files", "sprig.init")
+        for shell in ("sh", "dash"):
+            if subprocess.run(["sh", "-c", f"command -v {shell}"], capture_output=True).returncode == 0:
+                subprocess.run([shell, "-n", init], check=True)
+
+
 class Deb(unittest.TestCase):
     def test_each_deb(self):
         found = sorted(glob.glob(os.path.join(DIST, "deb", "*.deb")))
@@ -138,7 +154,8 @@ class Deb(unittest.TestCase):
             subprocess.run(["dpkg-deb", "-x", path, tmp], check=True)
             binary = os.path.join(tmp, "greengrass/ggc/core/greengrassd")
             self.assertEqual(elfarch.problems(DEB_ARCH[arch], os.path.realpath(binary)), [])
-            unit = open(os.path.join(tmp, "lib/systemd/system/greengrass.service")).read()
+            with open(os.path.join(tmp, "lib/systemd/system/greengrass.service")) as f:
+                unit = f.read()
             for line in ("Type=forking", "PIDFile=/var/run/greengrassd.pid",
                          "ExecStart=/greengrass/ggc/core/greengrassd start"):
                 self.assertIn(line, unit.splitlines())
