@@ -84,20 +84,15 @@ def describe(path):
         raise ValueError(f"{path}: not an ELF file")
     ei_class, ei_data = blob[4], blob[5]
     end = "<" if ei_data == 1 else ">"
-    if ei_class == 1:
-        e_type, e_machine, _, _, e_phoff, e_shoff, e_flags, _, e_phentsize, e_phnum, e_shentsize, e_shnum = struct.unpack_from(end + "HHIIIIIHHHHH", blob, 16)
-        ph = [struct.unpack_from(end + "I", blob, e_phoff + k * e_phentsize)[0] for k in range(e_phnum)]
-        sh = []
-        for k in range(e_shnum):
-            _, t, _, _, off, size = struct.unpack_from(end + "IIIIII", blob, e_shoff + k * e_shentsize)
-            sh.append((t, off, size))
-    else:
-        e_type, e_machine, _, _, e_phoff, e_shoff, e_flags, _, e_phentsize, e_phnum, e_shentsize, e_shnum = struct.unpack_from(end + "HHIQQQIHHHHH", blob, 16)
-        ph = [struct.unpack_from(end + "I", blob, e_phoff + k * e_phentsize)[0] for k in range(e_phnum)]
-        sh = []
-        for k in range(e_shnum):
-            _, t, _, _, off, size = struct.unpack_from(end + "IIQQQQ", blob, e_shoff + k * e_shentsize)
-            sh.append((t, off, size))
+    # Header after e_ident, program header's p_type, section header up to sh_size: 32/64-bit.
+    ehdr, shdr = ("HHIIIIIHHHHH", "IIIIII") if ei_class == 1 else ("HHIQQQIHHHHH", "IIQQQQ")
+    (e_type, e_machine, _, _, e_phoff, e_shoff, e_flags, _, e_phentsize, e_phnum, e_shentsize,
+     e_shnum) = struct.unpack_from(end + ehdr, blob, 16)
+    ph = [struct.unpack_from(end + "I", blob, e_phoff + k * e_phentsize)[0] for k in range(e_phnum)]
+    sh = []
+    for k in range(e_shnum):
+        _, t, _, _, off, size = struct.unpack_from(end + shdr, blob, e_shoff + k * e_shentsize)
+        sh.append((t, off, size))
     return {
         "class": ei_class,
         "little_endian": ei_data == 1,
