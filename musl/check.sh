@@ -16,7 +16,7 @@ case "$desc" in *", stripped"*) ;; *) echo "FAIL $BIN: not stripped: $desc" >&2;
 
 want="sprig $(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)"
 # shellcheck disable=SC2046
-got=$($(qemu_cmd "$TARGET") "$BIN" --version)
+got=$(QEMU_CPU=$(qemu_cpu "$TARGET") $(qemu_cmd "$TARGET") "$BIN" --version)
 if [ "$got" != "$want" ]; then
   echo "FAIL $BIN --version printed '$got', want '$want'" >&2; exit 1
 fi

@@ -33,6 +33,17 @@ for t in $TARGETS; do
   done
 done
 
+if [ "$REBASE" = 1 ]; then
+  {
+    echo "# target profile max_bytes: measured + 10% (router capped at 2 MiB). Checked by"
+    echo "# size-report/check-budgets.sh in CI; regenerate with size-report/report.sh --rebaseline"
+    awk '{ b = int($3 * 1.1); if ($2 == "router" && b > 2097152) b = 2097152; print $1, $2, b }' "$new"
+    # targets this run did not build keep their budgets
+    awk 'NR == FNR { seen[$1 " " $2] = 1; next } /^#/ { next } !(($1 " " $2) in seen)' "$new" "$BUDGETS" 2>/dev/null || true
+  } > "$BUDGETS.new"
+  mv "$BUDGETS.new" "$BUDGETS"
+  echo "report: budgets re-baselined in $BUDGETS" >&2
+fi
 {
   echo "# sprig binary sizes"
   echo
@@ -60,14 +71,8 @@ done
   done
 } > size-report/REPORT.md.new
 mv size-report/REPORT.md.new size-report/REPORT.md
-cut -f1-3 "$new" > "$SIZES"
+# sizes.tsv: this run's rows, plus the rows of targets this run did not build.
+{ cut -f1-3 "$new"; awk -F'\t' 'NR == FNR { seen[$1 FS $2] = 1; next } !(($1 FS $2) in seen)' "$new" "$SIZES" 2>/dev/null || true; } > "$SIZES.new"
+mv "$SIZES.new" "$SIZES"
 
-if [ "$REBASE" = 1 ]; then
-  {
-    echo "# target profile max_bytes: measured + 10% (router capped at 2 MiB). Checked by"
-    echo "# size-report/check-budgets.sh in CI; regenerate with size-report/report.sh --rebaseline"
-    awk '{ b = int($3 * 1.1); if ($2 == "router" && b > 2097152) b = 2097152; print $1, $2, b }' "$SIZES"
-  } > "$BUDGETS"
-  echo "report: budgets re-baselined in $BUDGETS" >&2
-fi
 echo "report: size-report/REPORT.md" >&2
