@@ -1837,6 +1837,27 @@ mod tests {
     }
 
     #[test]
+    fn mutated_documents_never_panic() {
+        let doc = group(
+            &function(
+                r#"{"MemorySize":1,"Environment":{"Execution":{"IsolationMode":"GreengrassContainer","RunAs":{"Uid":1}}}}"#,
+            ),
+            "[]",
+        );
+        let doc = doc.as_bytes();
+        for i in 0..doc.len() {
+            let mut cut = doc.to_vec();
+            cut.remove(i);
+            let _ = Group::parse(&cut, Path::new(FILE));
+            for b in [b'"', b'[', b'1', 0x80] {
+                let mut m = doc.to_vec();
+                m[i] = b;
+                let _ = Group::parse(&m, Path::new(FILE));
+            }
+        }
+    }
+
+    #[test]
     fn largest_group_fits_the_limits() {
         // 200 devices and 10,000 subscriptions with realistic ARNs and topics.
         let devices: Vec<String> = (0..limits::MAX_GROUP_DEVICES)
