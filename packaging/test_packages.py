@@ -184,6 +184,14 @@ class Tarball(unittest.TestCase):
                     daemon = os.path.realpath(os.path.join(g, "ggc/core/greengrassd"))
                     self.assertEqual(daemon, os.path.join(g, f"ggc/packages/{VERSION}/bin/sprig"))
                     self.assertEqual(elfarch.problems(target, daemon), [])
+                    # greengrassd (the link the guide's unit runs) starts the binary, under
+                    # qemu-user with the target's CPU where the target is foreign.
+                    run = subprocess.run(
+                        ["bash", "-c", '. "$1"; QEMU_CPU=$(qemu_cpu "$2") $(qemu_cmd "$2") "$3" --version',
+                         "-", os.path.join(REPO, "musl", "qemu.sh"), target,
+                         os.path.join(g, "ggc/core/greengrassd")],
+                        capture_output=True, text=True)
+                    self.assertEqual(run.stdout.strip(), f"sprig {VERSION}", run.stderr)
                     self.assertTrue(os.path.isfile(os.path.join(dest, "etc/systemd/system/greengrass.service")))
 
 
