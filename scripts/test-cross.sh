@@ -19,6 +19,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 . musl/qemu.sh
+
+# What these checks run besides what scripts/test.sh installs (Debian packages).
+for cmd in file dpkg-deb qemu-arm-static qemu-aarch64-static qemu-mipsel-static; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q --no-install-recommends file dpkg qemu-user-static
+    break
+  fi
+done
 t0=$(date +%s)
 step() { echo "== test-cross: $* ($(( $(date +%s) - t0 ))s)"; }
 
