@@ -48,7 +48,8 @@ skips_for() {
     *) echo "" ;;
   esac
 }
-SCENARIO_TARGETS=${CROSS_SCENARIO_TARGETS:-"arm-unknown-linux-musleabihf:full aarch64-unknown-linux-musl:router"}
+# mipsel is not here: Debian's qemu-mipsel 7.2 lacks timerfd_settime64 (see musl/README.md).
+SCENARIO_TARGETS=${CROSS_SCENARIO_TARGETS:-"arm-unknown-linux-musleabihf:full armv7-unknown-linux-musleabihf:router aarch64-unknown-linux-musl:router"}
 if [ "${CROSS_SKIP_SCENARIOS:-0}" != 1 ]; then
   for tp in $SCENARIO_TARGETS; do
     target=${tp%%:*} profile=${tp##*:}
