@@ -49,7 +49,9 @@ case "$TARGET" in
     # OpenWrt mipsel_24kc (ramips mt7621/mt76x8): MIPS32r2 24KEc, soft-float.
     # Soft-float comes from the target spec; cargo-zigbuild links zig's soft-float musl
     # (mipsel-linux-musleabi). musl/elfarch.py checks the fp_abi of the result.
-    RUSTFLAGS_T="-C target-cpu=mips32r2" ;;
+    # Non-PIC code: zig links MIPS as static-pie by default, and MIPS PIC code is big
+    # (13% of the binary with broker and cloud link in).
+    RUSTFLAGS_T="-C target-cpu=mips32r2 -C relocation-model=static" ;;
   *) echo "unsupported target '$TARGET'" >&2; exit 2 ;;
 esac
 
