@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every target in the router and full profiles and writes size-report/REPORT.md:
-# bytes per target and profile, the change since the last report (size-report/sizes.tsv),
-# build times and the largest contributors (symbol sizes of the unstripped Pi Zero build).
+# bytes per target and profile, the change since the last report (size-report/sizes.tsv)
+# and the largest contributors (symbol sizes of the unstripped Pi Zero build).
 #   size-report/report.sh               report only (budgets unchanged)
 #   size-report/report.sh --rebaseline  also set budgets.txt = measured + 10% (router <= 2 MiB)
 #   SIZE_TARGETS="..." to limit the targets; SIZE_NO_BUILD=1 to report on dist/bin as it is.
@@ -20,16 +20,13 @@ trap 'rm -f "$new"' EXIT
 
 for t in $TARGETS; do
   for p in $PROFILES; do
-    secs=-
     if [ "${SIZE_NO_BUILD:-0}" != 1 ]; then
-      start=$(date +%s)
       if ! musl/build.sh "$t" --profile "$p" --check >/dev/null; then
         echo "report: $t $p did not build or run; left out" >&2; continue
       fi
-      secs=$(( $(date +%s) - start ))
     fi
     bin="dist/bin/$t/$p/sprig"
-    [ -f "$bin" ] && printf '%s\t%s\t%s\t%s\n' "$t" "$p" "$(stat -c %s "$bin")" "$secs" >> "$new"
+    [ -f "$bin" ] && printf '%s\t%s\t%s\n' "$t" "$p" "$(stat -c %s "$bin")" >> "$new"
   done
 done
 
@@ -49,16 +46,16 @@ fi
   echo
   echo "Written by \`size-report/report.sh\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)"
   echo "($(rustc -V | cut -d' ' -f1-2), zig $ZIGLANG_VERSION, cargo-zigbuild $CARGO_ZIGBUILD_VERSION; opt-level z, fat LTO,"
-  echo "panic=abort, static musl, stripped). Build time: wall seconds of that one build on the shared"
-  echo "2-core machine, incremental (dependencies shared between the two profiles of a target)."
+  echo "panic=abort, std built with optimize_for_size and no backtrace symbolizer, static musl, stripped)."
+  echo "Budgets: size-report/budgets.txt, checked in CI. Build times: size-report/README.md."
   echo
-  echo "| Target | Profile | Bytes | KiB | Since last report | Budget | Build s |"
-  echo "|---|---|---:|---:|---:|---:|---:|"
-  while IFS=$'\t' read -r t p size secs; do
+  echo "| Target | Profile | Bytes | KiB | Since last report | Budget |"
+  echo "|---|---|---:|---:|---:|---:|"
+  while IFS=$'\t' read -r t p size; do
     old=$(awk -v t="$t" -v p="$p" '$1 == t && $2 == p { print $3 }' "$SIZES" 2>/dev/null || true)
     if [ -n "$old" ]; then delta=$(printf '%+d' $((size - old))); else delta="new"; fi
     budget=$(awk -v t="$t" -v p="$p" '$1 == t && $2 == p { print $3 }' "$BUDGETS" 2>/dev/null || true)
-    echo "| $t | $p | $size | $((size / 1024)) | $delta | ${budget:--} | $secs |"
+    echo "| $t | $p | $size | $((size / 1024)) | $delta | ${budget:--} |"
   done < "$new"
   for p in router full; do
     un="target-cross/unstripped/arm-unknown-linux-musleabihf/$p/sprig"
@@ -72,7 +69,7 @@ fi
 } > size-report/REPORT.md.new
 mv size-report/REPORT.md.new size-report/REPORT.md
 # sizes.tsv: this run's rows, plus the rows of targets this run did not build.
-{ cut -f1-3 "$new"; awk -F'\t' 'NR == FNR { seen[$1 FS $2] = 1; next } !(($1 FS $2) in seen)' "$new" "$SIZES" 2>/dev/null || true; } > "$SIZES.new"
+{ cat "$new"; awk -F'\t' 'NR == FNR { seen[$1 FS $2] = 1; next } !(($1 FS $2) in seen)' "$new" "$SIZES" 2>/dev/null || true; } > "$SIZES.new"
 mv "$SIZES.new" "$SIZES"
 
 echo "report: size-report/REPORT.md" >&2
