@@ -1,8 +1,197 @@
-//! `sprig check`: validate config.json and group.json, print every problem, exit 0 or 2. Not built yet.
+//! `sprig check [-r ROOT]`: validate config.json, group.json and the certificate files they
+//! name; print every problem on one line (`error: FILE: KEY: MESSAGE` / `warning: ...`), then a
+//! one-line summary when nothing is wrong. Exit code 0 without errors, 2 with any.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config, ConfigError, Group};
+
+/// Exit code when any error was found.
+const EXIT_INVALID: i32 = 2;
 
 /// Runs `sprig check [-r ROOT]`; returns the exit code.
-pub fn run(args: &[std::ffi::OsString]) -> i32 {
-    let _ = args;
-    eprintln!("sprig check: not built yet");
-    2
+pub fn run(args: &[OsString]) -> i32 {
+    let root = match parse_args(args) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!(
+                "sprig check: {msg}\nusage: sprig check [-r ROOT]   (ROOT defaults to /greengrass)"
+            );
+            return EXIT_INVALID;
+        }
+    };
+    let report = check(&root);
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+    if !report.errors.is_empty() {
+        eprintln!(
+            "sprig check: {} error(s) in {}",
+            report.errors.len(),
+            root.display()
+        );
+        return EXIT_INVALID;
+    }
+    println!("ok: {}", report.summary);
+    0
+}
+
+fn parse_args(args: &[OsString]) -> Result<PathBuf, String> {
+    let mut root = PathBuf::from("/greengrass");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("-r" | "--root") => match it.next() {
+                Some(r) => root = PathBuf::from(r),
+                None => return Err("-r needs a directory".into()),
+            },
+            _ => return Err(format!("unknown argument {}", a.to_string_lossy())),
+        }
+    }
+    Ok(root)
+}
+
+/// Everything `sprig check` found for one root.
+pub struct Report {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+    /// One line describing a valid setup (meaningful only without errors).
+    pub summary: String,
+}
+
+/// Checks the root: config.json, then (with its write directory) group.json, then the files.
+pub fn check(root: &Path) -> Report {
+    let mut report = Report {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        summary: String::new(),
+    };
+    let config = match Config::load(root) {
+        Ok((c, w)) => {
+            report.warnings.extend(w);
+            c
+        }
+        Err(e) => {
+            report.errors.extend(e);
+            return report; // without a valid config the write directory is unknown
+        }
+    };
+    check_files(&config, &mut report.errors);
+    let group_file = config::group_path(&config.write_dir);
+    let group = match Group::load(&config.write_dir) {
+        Ok((g, w)) => {
+            report.warnings.extend(w);
+            report.errors.extend(g.validate_against(&config));
+            g
+        }
+        Err(e) => {
+            report.errors.extend(e);
+            Group::default()
+        }
+    };
+    let group_state = if group_file.exists() {
+        group_file.display().to_string()
+    } else {
+        "no group.json (empty group)".into()
+    };
+    report.summary = format!(
+        "{} and {group_state}: {} device(s), {} subscription(s), {} function(s); cloud link {}",
+        config::config_path(root).display(),
+        group.devices.len(),
+        group.subscriptions.len(),
+        group.functions.len(),
+        if config.cloud_enabled() {
+            "on"
+        } else {
+            "off (iotHost is empty or \"none\")"
+        }
+    );
+    report
+}
+
+/// Every certificate and key config.json names must exist and hold PEM of the right kind.
+fn check_files(c: &Config, errors: &mut Vec<ConfigError>) {
+    let config_file = config::config_path(&c.root);
+    let (ca_key, cert_key, key_key) = if c.crypto.is_some() {
+        (
+            "crypto.caPath",
+            "crypto.principals.IoTCertificate.certificatePath",
+            "crypto.principals.IoTCertificate.privateKeyPath",
+        )
+    } else {
+        (
+            "coreThing.caPath",
+            "coreThing.certPath",
+            "coreThing.keyPath",
+        )
+    };
+    let mut files: Vec<(&str, &Path, bool)> = Vec::new();
+    if let Some(p) = c.ca_file() {
+        files.push((ca_key, p, false));
+    }
+    if let Some(p) = c.cert_file() {
+        files.push((cert_key, p, false));
+    }
+    if let Some(p) = c.key_file() {
+        files.push((key_key, p, true));
+    }
+    if let Some(crypto) = &c.crypto {
+        if let Some(p) = &crypto.mqtt_server_certificate {
+            files.push((
+                "crypto.principals.MQTTServerCertificate.privateKeyPath",
+                &p.private_key_path,
+                true,
+            ));
+        }
+        if let Some(p) = &crypto.secrets_manager {
+            files.push((
+                "crypto.principals.SecretsManager.privateKeyPath",
+                &p.private_key_path,
+                true,
+            ));
+        }
+    }
+    for (key, path, is_key) in files {
+        if let Err(message) = check_pem(path, is_key) {
+            errors.push(ConfigError {
+                file: config_file.clone(),
+                key: key.into(),
+                message,
+            });
+        }
+    }
+}
+
+/// Largest certificate or key file read, bytes: a PEM chain is a few KiB.
+const MAX_PEM_BYTES: u64 = 256 * 1024;
+
+fn check_pem(path: &Path, is_key: bool) -> Result<(), String> {
+    use std::io::Read;
+    let shown = path.display();
+    let f = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_PEM_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let mut reader = bytes.as_slice();
+    if is_key {
+        match rustls_pemfile::private_key(&mut reader) {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(format!(
+                "{shown}: no PEM private key found (expected -----BEGIN ... PRIVATE KEY-----)"
+            )),
+        }
+    } else {
+        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut reader).collect();
+        match certs {
+            Ok(c) if !c.is_empty() => Ok(()),
+            _ => Err(format!(
+                "{shown}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)"
+            )),
+        }
+    }
 }

@@ -55,3 +55,34 @@ pub const MIN_SPOOL_MAX_BYTES: u64 = 262_144;
 
 /// Default log space per component, KB (guide: LoggerDefinition default 128 KB... for FileSystem).
 pub const DEFAULT_LOG_SPACE_KB: u64 = 128;
+
+/// Largest `runtime.maxWorkItemCount` accepted, items. Each queued item holds up to one payload,
+/// so the cap bounds the queue's worst case; 65536 is far above what a router can use.
+pub const MAX_WORK_ITEM_COUNT: u32 = 65_536;
+
+/// Largest `sprig.maxConnections` accepted: each connection costs a TLS session (~40 KiB).
+pub const MAX_CONNECTIONS_CAP: usize = 4096;
+
+/// Default `runtime.maxConcurrentLimit` and `runtime.lruSize` (Greengrass v1.11: 25 workers).
+pub const DEFAULT_LAMBDA_WORKERS: u32 = 25;
+
+/// Default `runtime.postStartHealthCheckTimeout`, milliseconds (guide: 30000).
+pub const DEFAULT_POST_START_HEALTH_CHECK_MS: u64 = 30_000;
+
+/// Default `coreThing.systemComponentAuthTimeout`, milliseconds (allowed 500–5000).
+pub const DEFAULT_SYSTEM_COMPONENT_AUTH_TIMEOUT_MS: u32 = 5_000;
+
+/// Default `system.shadowSyncTimeout`, seconds (guide troubleshooting: default 5).
+pub const DEFAULT_SHADOW_SYNC_TIMEOUT_SECS: u32 = 5;
+
+/// Default validity of the local MQTT server certificate, days (guide: 7–30, default 7).
+pub const DEFAULT_SERVER_CERT_VALIDITY_DAYS: u32 = 7;
+
+/// Default Lambda timeout, seconds (`FunctionConfiguration.Timeout`, guide: 3 s).
+pub const DEFAULT_FUNCTION_TIMEOUT_SECS: u32 = 3;
+
+/// Resource access policies per function (guide: "max 10 per function").
+pub const MAX_FUNCTION_RESOURCES: usize = 10;
+
+/// Resources in one group (guide: "Max 50 resources per group").
+pub const MAX_GROUP_RESOURCES: usize = 50;

@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 
 pub mod core;
 pub mod group;
+mod validate;
 
-pub use self::core::{Config, CoreThing, Crypto, NetworkProxy, Runtime};
+pub use self::core::{
+    Config, CoreThing, Crypto, NetworkProxy, Principal, Runtime, SprigExtensions,
+};
 pub use self::group::{
-    Device, Endpoint, Function, Group, Logger, LoggerComponent, LoggerType, SpoolStorage, Spooler,
-    Subscription,
+    Connector, Core, Device, Endpoint, Function, Group, Logger, LoggerComponent, LoggerType,
+    Resource, SpoolStorage, Spooler, Subscription,
 };
 
 /// One problem found in a config file, printed by `sprig check` as one line.
@@ -46,5 +49,9 @@ pub fn config_path(root: &Path) -> PathBuf {
 
 /// Path of the deployed group under the write directory.
 pub fn group_path(write_dir: &Path) -> PathBuf {
-    write_dir.join("ggc").join("deployment").join("group").join("group.json")
+    write_dir
+        .join("ggc")
+        .join("deployment")
+        .join("group")
+        .join("group.json")
 }
