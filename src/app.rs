@@ -1,2 +1,148 @@
 //! Composition: builds the router, work queue, broker and cloud link from the config and runs
-//! them on the one executor. Not built yet.
+//! them on the one executor.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_executor::LocalExecutor;
+use async_io::Timer;
+use futures_lite::future;
+
+use crate::broker::{self, Hub, ServerConfigSlot};
+use crate::config::{Config, Group};
+use crate::daemon::{ChildExits, Shutdown};
+use crate::limits;
+use crate::pki;
+use crate::status::StatusBoard;
+use crate::workq::SharedQueue;
+
+/// What the daemon hands the application once config, group and logging are up.
+pub struct Core {
+    pub config: Config,
+    pub group: Group,
+    /// Children reaped on SIGCHLD (the Lambda runner's input).
+    pub child_exits: ChildExits,
+}
+
+/// Why the application stopped other than by shutdown.
+#[derive(Debug)]
+pub enum AppError {
+    /// A component could not start (a port in use, a missing certificate, ...). The message is
+    /// written to crash.log and stderr and the daemon exits 1.
+    Startup(String),
+    /// A component failed while running.
+    Fatal(String),
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::Startup(m) => write!(f, "startup failed: {m}"),
+            AppError::Fatal(m) => write!(f, "fatal: {m}"),
+        }
+    }
+}
+
+/// Runs every component on `ex` until `shutdown` is triggered, then returns Ok.
+///
+/// The message path (ARCHITECTURE.md "The path of a message"): broker connections and the
+/// cloud link push [`crate::workq::WorkItem`]s into the one [`SharedQueue`]; the dispatcher task routes each
+/// along the group's subscriptions to device outboxes, the cloud sink, or (not built yet)
+/// Lambdas and the shadow service.
+pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Result<(), AppError> {
+    let config = &core.config;
+    let identity = pki::server_identity(config, SystemTime::now())
+        .map_err(|e| AppError::Startup(e.to_string()))?;
+    let tls = tls_config(&identity)?;
+    let port = config.core_thing.gg_mqtt_port;
+    let listener = broker::bind(port).map_err(|e| {
+        AppError::Startup(format!(
+            "cannot listen on 0.0.0.0:{port} (coreThing.ggMqttPort): {e}"
+        ))
+    })?;
+    log::info!(
+        "local MQTT broker on 0.0.0.0:{port}: {} devices, {} subscriptions in the group",
+        core.group.devices.len(),
+        core.group.subscriptions.len()
+    );
+
+    let queue = SharedQueue::new(
+        config.runtime.max_work_item_count as usize,
+        limits::MAX_WORK_QUEUE_BYTES,
+    );
+    let hub = Hub::new(&core.group, queue.clone(), config.sprig.max_connections);
+    let status = Rc::new(StatusBoard::new(&config.write_dir, hub.clone()));
+
+    // Cloud seam (issue 4): when the cloud link is built it is plugged in here —
+    // `hub.set_cloud_sink(sink)` for messages routed to `cloud`, cloud-sourced messages pushed
+    // into `queue` as `WorkItem { source: Endpoint::Cloud, .. }`, and its status added with
+    // `status.add_section("cloud", ..)`. Until then cloud-bound messages are counted as dropped.
+    if config.cloud_enabled() {
+        log::warn!("the cloud link is not wired in yet: messages routed to `cloud` are dropped");
+    }
+
+    let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
+    // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
+    let _dispatcher = ex.spawn(broker::run_dispatcher(hub.clone()));
+    let _status = ex.spawn({
+        let status = status.clone();
+        async move { status.run().await }
+    });
+    let _rotation = ex.spawn(rotate_server_cert(
+        core.config.clone(),
+        identity,
+        slot.clone(),
+    ));
+
+    future::or(
+        broker::run_listener(hub.clone(), ex, listener, slot),
+        shutdown.wait(),
+    )
+    .await;
+    status.remove();
+    log::info!("local MQTT broker stopped");
+    Ok(())
+}
+
+fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {
+    broker::tls::server_config(identity.cert_chain.clone(), identity.key.clone_key()).map_err(|e| {
+        AppError::Startup(format!(
+            "{} / {}: {e}",
+            identity.cert_path.display(),
+            identity.key_path.display()
+        ))
+    })
+}
+
+/// Re-issues the sprig-issued server certificate before it expires or when the interface
+/// addresses change; new connections get the new one, open ones keep theirs.
+async fn rotate_server_cert(
+    config: Config,
+    mut identity: pki::ServerIdentity,
+    slot: ServerConfigSlot,
+) {
+    loop {
+        Timer::after(Duration::from_secs(limits::SERVER_CERT_RECHECK_SECS)).await;
+        let now = SystemTime::now();
+        let addrs = pki::interface_addrs().unwrap_or_default();
+        if !pki::needs_reissue(&identity, now, &addrs) {
+            continue;
+        }
+        match pki::server_identity(&config, now)
+            .map_err(|e| e.to_string())
+            .and_then(|id| tls_config(&id).map(|c| (id, c)).map_err(|e| e.to_string()))
+        {
+            Ok((id, c)) => {
+                log::info!(
+                    "local MQTT server certificate re-issued ({})",
+                    id.cert_path.display()
+                );
+                identity = id;
+                *slot.borrow_mut() = c;
+            }
+            Err(e) => log::warn!("cannot re-issue the local MQTT server certificate: {e}"),
+        }
+    }
+}

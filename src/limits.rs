@@ -56,6 +56,72 @@ pub const MIN_SPOOL_MAX_BYTES: u64 = 262_144;
 /// Default log space per component, KB (guide: LoggerDefinition default 128 KB... for FileSystem).
 pub const DEFAULT_LOG_SPACE_KB: u64 = 128;
 
+// Local messaging (broker work): bounds of the message path.
+
+/// Byte budget of the shared work queue (topic + payload of queued items), bytes. With 1024
+/// items of up to 128 KiB the item bound alone would allow 128 MiB; this keeps a flood of large
+/// messages within what a 64 MB router can spare. Over it, new items are dropped and counted.
+pub const MAX_WORK_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest topic name or filter accepted from a device, bytes (the AWS IoT Core limit, 256).
+pub const MAX_LOCAL_TOPIC_BYTES: usize = 256;
+
+/// Largest MQTT remaining length read from a device, bytes: a PUBLISH with the longest topic,
+/// a packet id and the largest payload. Checked on the fixed header before buffering; a bigger
+/// PUBLISH is skipped without buffering (counted as oversize), any other big packet closes.
+pub const MAX_LOCAL_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + MAX_LOCAL_TOPIC_BYTES + 4;
+
+/// Messages waiting in one device connection's outbound queue. A subscriber that does not read
+/// loses its own newest messages beyond this (counted as slow-subscriber drops).
+pub const SESSION_OUTBOUND_MESSAGES: usize = 256;
+
+/// Bytes waiting in one device connection's outbound queue (frames shared with other
+/// subscribers count fully here).
+pub const SESSION_OUTBOUND_BYTES: usize = 512 * 1024;
+
+/// Topic filters one device may hold at once (SUBSCRIBE beyond this gets 0x80).
+pub const SESSION_MAX_FILTERS: usize = 64;
+
+/// MQTT frames handled for one connection per wake-up before yielding to other tasks, so one
+/// busy device cannot starve the loop.
+pub const FRAMES_PER_WAKE: usize = 32;
+
+/// Ciphertext read from one connection per wake-up, bytes (same reason).
+pub const TLS_BYTES_PER_WAKE: usize = 64 * 1024;
+
+/// Time allowed for the TLS handshake after accept, seconds.
+pub const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+/// Time allowed between the end of the TLS handshake and the MQTT CONNECT, seconds.
+pub const CONNECT_TIMEOUT_SECS: u64 = 5;
+
+/// Keep-alive enforcement: a client is dropped after this many keep-alive periods of silence
+/// (MQTT 3.1.1 §3.1.2.10: "one and a half times the Keep Alive time period"), in halves.
+pub const KEEP_ALIVE_GRACE_HALVES: u64 = 3;
+
+/// Messages the dispatcher routes per wake-up before yielding.
+pub const DISPATCH_PER_WAKE: usize = 64;
+
+/// Interval at which the daemon rewrites its status file when something changed, milliseconds.
+pub const STATUS_INTERVAL_MS: u64 = 1000;
+
+/// Longest log line written, bytes (longer messages are cut): keeps one record bounded.
+pub const MAX_LOG_LINE_BYTES: usize = 2048;
+
+/// Log files held open at once (system components + Lambdas); when full all are closed and
+/// reopened on demand.
+pub const MAX_OPEN_LOG_FILES: usize = 32;
+
+/// After SIGTERM, how long components get to stop before the daemon exits anyway (the issue
+/// asks for a clean shutdown within a second).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Child exits (reaped on SIGCHLD) queued for the Lambda runner; more are dropped and counted.
+pub const MAX_QUEUED_CHILD_EXITS: usize = 64;
+
+/// How long `sprig stop` waits for the daemon to exit after SIGTERM.
+pub const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest `runtime.maxWorkItemCount` accepted, items. Each queued item holds up to one payload,
 /// so the cap bounds the queue's worst case; 65536 is far above what a router can use.
 pub const MAX_WORK_ITEM_COUNT: u32 = 65_536;
@@ -86,3 +152,28 @@ pub const MAX_FUNCTION_RESOURCES: usize = 10;
 
 /// Resources in one group (guide: "Max 50 resources per group").
 pub const MAX_GROUP_RESOURCES: usize = 50;
+
+// pki (certificates)
+
+/// Largest PEM certificate or key file read, bytes. A chain of a few certificates is under 8 KiB.
+pub const MAX_PEM_FILE_BYTES: usize = 64 * 1024;
+
+/// Non-loopback interface addresses named in the server certificate (SANs); more are left out.
+pub const MAX_SERVER_CERT_ADDRS: usize = 64;
+
+/// Shortest and longest validity of the self-issued server certificate, days (issue 3 §1:
+/// "7–30, default 7", the guide's rotation period being 7 days).
+pub const MIN_SERVER_CERT_VALIDITY_DAYS: u32 = 7;
+pub const MAX_SERVER_CERT_VALIDITY_DAYS: u32 = 30;
+
+/// A self-issued server certificate is replaced when it has less than this left, seconds (1 day).
+pub const SERVER_CERT_RENEW_BEFORE_SECS: u64 = 86_400;
+
+/// How often the broker asks `pki::needs_reissue` (expiry, interface addresses), seconds.
+pub const SERVER_CERT_RECHECK_SECS: u64 = 60;
+
+/// Certificates start this long before they are issued, seconds: tolerates clocks a bit behind.
+pub const CERT_BACKDATE_SECS: u64 = 3600;
+
+/// Validity of the demo's CA, core and device certificates, days (10 years).
+pub const DEMO_CERT_VALIDITY_DAYS: u32 = 3650;

@@ -1,1 +1,183 @@
-//! The only `unsafe` in sprig: thin wrappers over libc calls. Not built yet.
+//! The only `unsafe` in sprig: thin wrappers over libc calls that std does not offer
+//! (fork, setsid, signals, waitpid, dup2). Each returns `io::Result` built from `errno`.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Result of [`fork`].
+pub enum Fork {
+    /// In the parent; the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `fork(2)`. Only call while the process has one thread (sprig always has).
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: sprig is single-threaded, so the child inherits a consistent copy of every lock
+    // and allocator state; fork has no memory-safety preconditions beyond that.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}
+
+/// `setsid(2)`: a new session without a controlling terminal.
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no pointers; only changes the process's session.
+    if unsafe { libc::setsid() } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `_exit(2)`: leave without running atexit handlers or flushing stdio (for the middle process
+/// of a double fork, whose buffers belong to the parent).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust-managed memory.
+    unsafe { libc::_exit(code) }
+}
+
+/// `umask(2)`; returns the previous mask.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: no pointers; umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// `kill(2)`.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: no pointers; a bad pid or signal is reported through errno.
+    if unsafe { libc::kill(pid, sig) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// True when a process with this pid exists (signal 0 probe; EPERM means it exists).
+pub fn process_exists(pid: i32) -> bool {
+    pid > 0
+        && match kill(pid, 0) {
+            Ok(()) => true,
+            Err(e) => e.raw_os_error() == Some(libc::EPERM),
+        }
+}
+
+/// Blocking `waitpid(pid, 0)`; returns the raw wait status.
+pub fn wait_pid(pid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(status);
+    }
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+/// One `waitpid(-1, WNOHANG)`: a child that has ended, or None when none has (or there are no
+/// children at all).
+pub fn reap_one() -> Option<(i32, ChildExit)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            let how = if libc::WIFEXITED(status) {
+                ChildExit::Exited(libc::WEXITSTATUS(status))
+            } else if libc::WIFSIGNALED(status) {
+                ChildExit::Signaled(libc::WTERMSIG(status))
+            } else {
+                // Stopped/continued: not an exit; look for the next one.
+                continue;
+            };
+            return Some((pid, how));
+        }
+        if pid == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Points stdin, stdout and stderr at /dev/null (a daemon after startup).
+pub fn stdio_to_dev_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        // SAFETY: both descriptors are open; dup2 replaces fd atomically and takes no pointers.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Write end of the self-pipe, read by the signal handler (-1 until installed).
+static SIGNAL_PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only async-signal-safe calls here: errno save/restore and write(2).
+    let fd = SIGNAL_PIPE_WRITE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: errno_location returns this thread's errno slot; we restore it so the
+        // interrupted code sees its own errno.
+        let saved = unsafe { *libc::__errno_location() };
+        let byte = sig as u8;
+        // SAFETY: `byte` lives for the call; the pipe is nonblocking, so a full pipe drops the
+        // byte (the loop only needs to learn "this signal happened at least once" and the
+        // pipe holds thousands).
+        unsafe {
+            libc::write(fd, (&byte as *const u8).cast(), 1);
+            *libc::__errno_location() = saved;
+        }
+    }
+}
+
+/// Creates the self-pipe and routes `signals` into it: the handler writes each signal's number
+/// as one byte. Returns the nonblocking read end for the event loop. Call once.
+pub fn signal_pipe(signals: &[i32]) -> io::Result<OwnedFd> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a writable array of two c_ints, as pipe2 requires.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned these two descriptors; nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The write end lives as long as the process (the handler may run at any time).
+    SIGNAL_PIPE_WRITE.store(
+        std::os::fd::IntoRawFd::into_raw_fd(write),
+        Ordering::Relaxed,
+    );
+    for &sig in signals {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+        // SAFETY: `action.sa_mask` is a valid sigset_t owned by us.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is fully initialised and outlives the call; the old action is not
+        // wanted (null).
+        if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(read)
+}

@@ -680,9 +680,19 @@ fn read_crypto(r: &mut Report, v: &Value) -> Option<Crypto> {
             crypto.iot_certificate = po
                 .take("IoTCertificate")
                 .and_then(|v| read_principal(r, "crypto.principals.IoTCertificate", v, true));
-            crypto.mqtt_server_certificate = po.take("MQTTServerCertificate").and_then(|v| {
-                read_principal(r, "crypto.principals.MQTTServerCertificate", v, false)
-            });
+            let mut server = po
+                .take("MQTTServerCertificate")
+                .map(|v| (v, "crypto.principals.MQTTServerCertificate"));
+            if let Some(v) = po.take("MQTTSERVERCertificate") {
+                // The guide's HSM chapter spells it this way; configs copied from it work.
+                r.warn(
+                    "crypto.principals.MQTTSERVERCertificate",
+                    "spelling from the guide's HSM example; read as \"MQTTServerCertificate\"",
+                );
+                server = server.or(Some((v, "crypto.principals.MQTTSERVERCertificate")));
+            }
+            crypto.mqtt_server_certificate =
+                server.and_then(|(v, path)| read_principal(r, path, v, false));
             crypto.secrets_manager = po
                 .take("SecretsManager")
                 .and_then(|v| read_principal(r, "crypto.principals.SecretsManager", v, false));
@@ -1207,7 +1217,7 @@ mod tests {
 
     #[test]
     fn crypto_principals_typo_and_server_key() {
-        let s = r#","crypto":{"caPath":"file:///ca"," principals":{"MQTTServerCertificate":{"privateKeyPath":"file:///s.key"},"MQTTSERVERCertificate":{}}}"#;
+        let s = r#","crypto":{"caPath":"file:///ca"," principals":{"MQTTServerCertificate":{"privateKeyPath":"file:///s.key"},"MQTTSERVERCertificate":{},"SecretManager":{}}}"#;
         let (c, w) = ok(&offline("", s));
         let crypto = c.crypto.unwrap();
         assert_eq!(
@@ -1219,11 +1229,18 @@ mod tests {
             keys,
             [
                 "crypto. principals",
-                "crypto.principals.MQTTSERVERCertificate"
+                "crypto.principals.MQTTSERVERCertificate",
+                "crypto.principals.SecretManager"
             ]
         );
         assert!(w[0].message.contains("leading space"));
-        assert_eq!(w[1].message, "unknown key, ignored");
+        assert!(w[1].message.contains("read as \"MQTTServerCertificate\""));
+        assert_eq!(w[2].message, "unknown key, ignored");
+        // The guide's HSM spelling alone is read as the server key.
+        let s = r#","crypto":{"caPath":"file:///ca","principals":{"MQTTSERVERCertificate":{"privateKeyPath":"file:///t.key"}}}"#;
+        let crypto = ok(&offline("", s)).0.crypto.unwrap();
+        let server = crypto.mqtt_server_certificate.unwrap();
+        assert_eq!(server.private_key_path, Path::new("/t.key"));
     }
 
     #[test]

@@ -1,0 +1,312 @@
+//! The hub: state the message path shares on the one thread — the router, the work queue, the
+//! connected devices' outboxes, the counters — and the dispatcher that drains the queue.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use mqttbytes::v4::Publish;
+use mqttbytes::QoS;
+
+use crate::config::{Endpoint, Group};
+use crate::limits;
+use crate::router::{EndpointId, Router};
+use crate::topic;
+use crate::workq::{Notify, QueueHandle, WorkItem};
+
+/// Where cloud-bound messages go: the cloud link (spool + MQTT to AWS IoT) implements this.
+/// Called on the event loop; must not block. Return `false` when the message was dropped
+/// (the link counts its own drops; the hub counts refusals too).
+pub trait CloudSink {
+    fn send(&self, topic: &str, payload: &Bytes) -> bool;
+}
+
+/// Counters of the local message path, reported by `sprig status`.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// TLS connections open now (handshaking or connected).
+    pub connections: Cell<usize>,
+    pub accepted_total: Cell<u64>,
+    /// Refused at accept: `sprig.maxConnections` reached.
+    pub refused_connection_limit: Cell<u64>,
+    /// Refused after the handshake: unknown certificate or client id mismatch.
+    pub refused_auth: Cell<u64>,
+    /// Handshake failures and timeouts, CONNECT timeouts.
+    pub refused_handshake: Cell<u64>,
+    /// Clients closed for malformed packets or protocol violations.
+    pub closed_malformed: Cell<u64>,
+    /// Clients closed for keep-alive expiry.
+    pub closed_keep_alive: Cell<u64>,
+    /// Messages a subscriber's full outbox could not take.
+    pub dropped_slow_subscriber: Cell<u64>,
+    /// PUBLISH packets over the size limit, skipped unread.
+    pub dropped_oversize: Cell<u64>,
+    /// Messages no subscription routes anywhere.
+    pub dropped_no_route: Cell<u64>,
+    /// Messages for the shadow service (not built yet: logged and dropped).
+    pub dropped_shadow: Cell<u64>,
+    /// Messages for Lambda functions or connectors (not built yet).
+    pub dropped_no_local_target: Cell<u64>,
+    /// Cloud-bound messages with no cloud link, or refused by it.
+    pub dropped_cloud: Cell<u64>,
+    /// Messages delivered to device outboxes.
+    pub delivered: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// One connected device's bounded outbound queue of encoded PUBLISH frames, and its filters.
+#[derive(Debug)]
+pub struct Outbox {
+    pub thing_name: String,
+    frames: RefCell<VecDeque<Bytes>>,
+    bytes: Cell<usize>,
+    filters: RefCell<Vec<Box<str>>>,
+    /// Wakes the connection's task: frames to send, or it was replaced.
+    pub wake: Notify,
+    /// Set when a newer connection with the same client id took over (MQTT §3.1.4-2).
+    pub replaced: Cell<bool>,
+}
+
+impl Outbox {
+    pub fn new(thing_name: &str) -> Outbox {
+        Outbox {
+            thing_name: thing_name.to_string(),
+            frames: RefCell::new(VecDeque::with_capacity(limits::SESSION_OUTBOUND_MESSAGES)),
+            bytes: Cell::new(0),
+            filters: RefCell::new(Vec::new()),
+            wake: Notify::default(),
+            replaced: Cell::new(false),
+        }
+    }
+
+    /// Adds a granted filter; `false` when the device holds the maximum number already.
+    pub fn add_filter(&self, filter: &str) -> bool {
+        let mut f = self.filters.borrow_mut();
+        if f.iter().any(|x| &**x == filter) {
+            return true;
+        }
+        if f.len() >= limits::SESSION_MAX_FILTERS {
+            return false;
+        }
+        f.push(filter.into());
+        true
+    }
+
+    pub fn remove_filter(&self, filter: &str) {
+        self.filters.borrow_mut().retain(|x| &**x != filter);
+    }
+
+    fn wants(&self, topic_name: &str) -> bool {
+        self.filters
+            .borrow()
+            .iter()
+            .any(|f| topic::filter_matches(f, topic_name))
+    }
+
+    /// Queues a frame, or drops it when the outbox is full. Returns whether it was queued.
+    fn offer(&self, frame: &Bytes) -> bool {
+        let mut q = self.frames.borrow_mut();
+        if q.len() >= limits::SESSION_OUTBOUND_MESSAGES
+            || self.bytes.get() + frame.len() > limits::SESSION_OUTBOUND_BYTES
+        {
+            return false;
+        }
+        self.bytes.set(self.bytes.get() + frame.len());
+        q.push_back(frame.clone());
+        drop(q);
+        self.wake.notify();
+        true
+    }
+
+    /// The next frame to send, if any.
+    pub fn take(&self) -> Option<Bytes> {
+        let f = self.frames.borrow_mut().pop_front()?;
+        self.bytes.set(self.bytes.get() - f.len());
+        Some(f)
+    }
+
+    pub fn has_frames(&self) -> bool {
+        !self.frames.borrow().is_empty()
+    }
+}
+
+/// The shared state of the local message path.
+pub struct Hub {
+    pub router: Router,
+    /// Certificate id → thing name, for the group's devices.
+    devices: HashMap<String, String>,
+    pub queue: QueueHandle,
+    /// Connected devices by client id (= thing name).
+    sessions: RefCell<HashMap<String, Rc<Outbox>>>,
+    pub stats: BrokerStats,
+    pub max_connections: usize,
+    cloud: RefCell<Option<Rc<dyn CloudSink>>>,
+}
+
+impl Hub {
+    pub fn new(group: &Group, queue: QueueHandle, max_connections: usize) -> Rc<Hub> {
+        let router = Router::new(&group.subscriptions);
+        if router.invalid_subjects() > 0 {
+            log::warn!(
+                "{} subscriptions have an invalid Subject and are ignored",
+                router.invalid_subjects()
+            );
+        }
+        let devices = group
+            .devices
+            .iter()
+            .map(|d| (d.certificate_id.to_ascii_lowercase(), d.thing_name.clone()))
+            .collect();
+        Rc::new(Hub {
+            router,
+            devices,
+            queue,
+            sessions: RefCell::new(HashMap::new()),
+            stats: BrokerStats::default(),
+            max_connections,
+            cloud: RefCell::new(None),
+        })
+    }
+
+    /// Plugs in the cloud link: from now on messages routed to `cloud` go to `sink`.
+    pub fn set_cloud_sink(&self, sink: Rc<dyn CloudSink>) {
+        *self.cloud.borrow_mut() = Some(sink);
+    }
+
+    /// The thing name of the group device with this certificate id.
+    pub fn device_for_certificate(&self, certificate_id: &str) -> Option<&str> {
+        self.devices.get(certificate_id).map(String::as_str)
+    }
+
+    /// Registers a connected device; a previous connection with the same client id is told to
+    /// close (MQTT 3.1.1 §3.1.4-2).
+    pub fn register(&self, outbox: Rc<Outbox>) {
+        if let Some(old) = self
+            .sessions
+            .borrow_mut()
+            .insert(outbox.thing_name.clone(), outbox)
+        {
+            old.replaced.set(true);
+            old.wake.notify();
+        }
+    }
+
+    /// Forgets a device's connection, unless a newer one replaced it.
+    pub fn unregister(&self, outbox: &Rc<Outbox>) {
+        let mut s = self.sessions.borrow_mut();
+        if s.get(&outbox.thing_name)
+            .is_some_and(|o| Rc::ptr_eq(o, outbox))
+        {
+            s.remove(&outbox.thing_name);
+        }
+    }
+
+    /// Client ids of the connected devices, sorted.
+    pub fn connected_devices(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.sessions.borrow().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Routes one work item to its targets (the dispatcher's step).
+    pub fn deliver(&self, item: &WorkItem, scratch: &mut Vec<EndpointId>) {
+        self.router.route_from(&item.source, &item.topic, scratch);
+        if scratch.is_empty() {
+            bump(&self.stats.dropped_no_route);
+            log::debug!(
+                "no subscription routes {:?} from {:?}: dropped",
+                item.topic,
+                item.source
+            );
+            return;
+        }
+        let mut frame: Option<Bytes> = None;
+        for &t in scratch.iter() {
+            match self.router.endpoint(t) {
+                Some(Endpoint::Device(name)) => {
+                    let Some(ob) = self.sessions.borrow().get(name).cloned() else {
+                        continue; // not connected: local delivery is one attempt (guide §6.1)
+                    };
+                    if !ob.wants(&item.topic) {
+                        continue;
+                    }
+                    let f = match &frame {
+                        Some(f) => f,
+                        None => match encode_publish(&item.topic, &item.payload) {
+                            Some(f) => frame.insert(f),
+                            None => return,
+                        },
+                    };
+                    if ob.offer(f) {
+                        bump(&self.stats.delivered);
+                    } else {
+                        bump(&self.stats.dropped_slow_subscriber);
+                        log::debug!(
+                            "{} is not reading: dropped a message on {:?}",
+                            name,
+                            item.topic
+                        );
+                    }
+                }
+                Some(Endpoint::Cloud) => {
+                    let sink = self.cloud.borrow().clone();
+                    let sent = sink.is_some_and(|s| s.send(&item.topic, &item.payload));
+                    if !sent {
+                        bump(&self.stats.dropped_cloud);
+                        log::debug!(
+                            "cloud link unavailable: dropped a message on {:?}",
+                            item.topic
+                        );
+                    }
+                }
+                Some(Endpoint::ShadowService) => {
+                    bump(&self.stats.dropped_shadow);
+                    log::info!(
+                        "shadow request on {:?} from {:?} dropped: the local shadow service is not built yet",
+                        item.topic,
+                        item.source
+                    );
+                }
+                Some(other) => {
+                    bump(&self.stats.dropped_no_local_target);
+                    log::debug!("message on {:?} for {:?} dropped: Lambda and connector targets are not built yet", item.topic, other);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Encodes a local delivery: QoS 0, retain clear (guide §6.1: one attempt).
+fn encode_publish(topic_name: &str, payload: &Bytes) -> Option<Bytes> {
+    let p = Publish::from_bytes(topic_name, QoS::AtMostOnce, payload.clone());
+    let mut buf = BytesMut::with_capacity(p.len() + 5);
+    match p.write(&mut buf) {
+        Ok(_) => Some(buf.freeze()),
+        Err(e) => {
+            log::warn!("cannot encode a message on {topic_name:?}: {e}");
+            None
+        }
+    }
+}
+
+/// Drains the work queue forever, delivering each item; yields every
+/// [`limits::DISPATCH_PER_WAKE`] items so producers and connections get their turn.
+pub async fn run_dispatcher(hub: Rc<Hub>) {
+    let mut scratch = Vec::with_capacity(16);
+    loop {
+        let item = hub.queue.pop().await;
+        hub.deliver(&item, &mut scratch);
+        for _ in 1..limits::DISPATCH_PER_WAKE {
+            match hub.queue.try_pop() {
+                Some(item) => hub.deliver(&item, &mut scratch),
+                None => break,
+            }
+        }
+        futures_lite::future::yield_now().await;
+    }
+}

@@ -1,0 +1,357 @@
+//! Helpers shared by the integration tests: the sprig command, temp Greengrass roots, a daemon
+//! guard that never leaks processes, polling, and /proc readers.
+//!
+//! Compiled into every test crate (`mod common;`), so not every crate uses every helper.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Generous bound for anything a test waits for: CI is a loaded 2-core machine, and cross runs
+/// go through qemu. Tests poll up to this and never assert on how fast it happened.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The command that runs sprig: `$SPRIG_TEST_BIN` (another binary, or a wrapper script such as
+/// a qemu runner) when set, else the binary cargo built for this package.
+pub fn sprig_bin() -> Command {
+    match std::env::var_os("SPRIG_TEST_BIN") {
+        Some(bin) if !bin.is_empty() => Command::new(bin),
+        _ => Command::new(env!("CARGO_BIN_EXE_sprig")),
+    }
+}
+
+/// `sprig ARGS...` with stdin closed, run to completion; returns (status, stdout, stderr).
+pub fn run_sprig<I, S>(args: I) -> (ExitStatus, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = sprig_bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sprig");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A TCP port that was free a moment ago (bound to port 0 and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Polls `cond` every 20 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh, empty temp directory, removed (recursively) on drop unless `SPRIG_KEEP_TEST_DIRS`
+/// is set.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "sprig-{label}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SPRIG_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A Greengrass root on a temp dir:
+///
+/// ```text
+/// DIR/root/config/config.json   offline (iotHost "none"), ggMqttPort = mqtt_port
+/// DIR/root/certs/               empty; tests that need TLS put certs here
+/// DIR/write/                    writeDirectory (ggc/deployment, ggc/var/log)
+/// DIR/run/                      pidFileDirectory
+/// ```
+pub struct TestRoot {
+    pub dir: TempDir,
+    pub mqtt_port: u16,
+}
+
+impl TestRoot {
+    /// A root with the default offline config.json on a free port.
+    pub fn new(label: &str) -> TestRoot {
+        let root = TestRoot::empty(label);
+        root.write_config(&root.default_config());
+        root
+    }
+
+    /// The directory layout without config.json.
+    pub fn empty(label: &str) -> TestRoot {
+        let dir = TempDir::new(label);
+        for sub in ["root/config", "root/certs", "write", "run"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("create root dirs");
+        }
+        TestRoot {
+            dir,
+            mqtt_port: free_port(),
+        }
+    }
+
+    /// `-r` argument: the read-only root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    pub fn certs(&self) -> PathBuf {
+        self.root().join("certs")
+    }
+    pub fn write_dir(&self) -> PathBuf {
+        self.dir.path().join("write")
+    }
+    pub fn pid_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.pid_dir().join("greengrassd.pid")
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root().join("config").join("config.json")
+    }
+    pub fn group_file(&self) -> PathBuf {
+        self.write_dir().join("ggc/deployment/group/group.json")
+    }
+    /// `WRITE_DIR/ggc/var/log`.
+    pub fn log_dir(&self) -> PathBuf {
+        self.write_dir().join("ggc/var/log")
+    }
+    /// Where [`Daemon`] sends the child's stdout and stderr.
+    pub fn stderr_file(&self) -> PathBuf {
+        self.dir.path().join("daemon.stderr")
+    }
+
+    /// The default config.json: offline, legacy cert paths under certs/, write and pid
+    /// directories inside the temp dir.
+    pub fn default_config(&self) -> String {
+        format!(
+            r#"{{
+  "coreThing": {{
+    "caPath": "root.ca.pem",
+    "certPath": "core.cert.pem",
+    "keyPath": "core.private.key",
+    "thingArn": "arn:aws:iot:us-east-1:123456789012:thing/sprig-test-core",
+    "iotHost": "none",
+    "ggHost": "none",
+    "ggMqttPort": {port},
+    "keepAlive": 600
+  }},
+  "runtime": {{ "cgroup": {{ "useSystemd": "no" }} }},
+  "managedRespawn": false,
+  "writeDirectory": "{write}",
+  "pidFileDirectory": "{run}"
+}}
+"#,
+            port = self.mqtt_port,
+            write = self.write_dir().display(),
+            run = self.pid_dir().display(),
+        )
+    }
+
+    pub fn write_config(&self, text: &str) {
+        fs::write(self.config_file(), text).expect("write config.json");
+    }
+
+    /// Writes group.json (creating ggc/deployment/group).
+    pub fn write_group(&self, text: &str) {
+        let path = self.group_file();
+        fs::create_dir_all(path.parent().unwrap()).expect("create group dir");
+        fs::write(path, text).expect("write group.json");
+    }
+
+    /// The pid in the pid file, if it exists and parses.
+    pub fn pid_from_file(&self) -> Option<i32> {
+        fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Starts `sprig start -r ROOT --foreground -i` (plus `extra` args and `env`).
+    pub fn start(&self) -> Daemon {
+        Daemon::spawn(self, &["--foreground", "-i"], &[])
+    }
+}
+
+/// A running `sprig start`, killed on drop (SIGTERM, then SIGKILL after a while) so no test
+/// leaks a daemon. stdout and stderr go to [`TestRoot::stderr_file`].
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub pid: i32,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `sprig start -r ROOT ARGS...` with extra environment.
+    pub fn spawn(root: &TestRoot, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let log = fs::File::create(root.stderr_file()).expect("create stderr file");
+        let log2 = log.try_clone().expect("dup stderr file");
+        let mut cmd = sprig_bin();
+        cmd.arg("start")
+            .arg("-r")
+            .arg(root.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn sprig start");
+        Daemon {
+            pid: child.id() as i32,
+            child: Some(child),
+            stderr: root.stderr_file(),
+        }
+    }
+
+    /// Everything the daemon has written to stdout/stderr so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Polls until the process exits or `timeout` passes.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.try_wait();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: i32) {
+        signal(self.pid, sig);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                signal(self.pid, libc::SIGTERM);
+                let exited = wait_until(Duration::from_secs(5), || {
+                    matches!(child.try_wait(), Ok(Some(_)))
+                });
+                if !exited {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+}
+
+/// `kill(pid, sig)`; errors (the process is gone) are ignored.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// True when a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the ")" that closes the command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// A field of /proc/PID/status (`Threads`, `VmRSS`, ...), value text without the key.
+pub fn proc_status_field(pid: i32, key: &str) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim().to_string())
+    })
+}
+
+/// `Threads:` of the process.
+pub fn threads(pid: i32) -> Option<u32> {
+    proc_status_field(pid, "Threads")?.parse().ok()
+}
+
+/// `VmRSS:` of the process, in KiB.
+pub fn vm_rss_kb(pid: i32) -> Option<u64> {
+    proc_status_field(pid, "VmRSS")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Number of open file descriptors of the process (entries of /proc/PID/fd).
+pub fn fd_count(pid: i32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// Total size in bytes of the regular files directly in `dir` whose names start with
+/// `prefix` (a log and its rotated siblings).
+pub fn files_size(dir: &Path, prefix: &str) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
