@@ -125,7 +125,7 @@ SPRIG_PORT=$(free_port)
 SPRIG_ROOT=$WORK/sprig-root
 sprig_root() { # $1 = group.json text file
   rm -rf "$SPRIG_ROOT"
-  mkdir -p "$SPRIG_ROOT/config" "$SPRIG_ROOT/certs" "$SPRIG_ROOT/ggc/deployment/group"
+  mkdir -p "$SPRIG_ROOT/config" "$SPRIG_ROOT/certs" "$SPRIG_ROOT/write/ggc/deployment/group" "$SPRIG_ROOT/run"
   cp "$CERTS/ca.crt" "$CERTS/server.crt" "$CERTS/server.key" "$SPRIG_ROOT/certs/"
   cat > "$SPRIG_ROOT/config/config.json" <<EOF
 {
@@ -141,6 +141,8 @@ sprig_root() { # $1 = group.json text file
   },
   "runtime": { "cgroup": { "useSystemd": "no" }, "maxWorkItemCount": 1024 },
   "managedRespawn": false,
+  "writeDirectory": "$SPRIG_ROOT/write",
+  "pidFileDirectory": "$SPRIG_ROOT/run",
   "crypto": {
     "caPath": "file://$SPRIG_ROOT/certs/ca.crt",
     "principals": {
@@ -153,10 +155,14 @@ sprig_root() { # $1 = group.json text file
   "sprig": { "maxConnections": $((IDLE + 200)) }
 }
 EOF
-  cp "$1" "$SPRIG_ROOT/ggc/deployment/group/group.json"
+  cp "$1" "$SPRIG_ROOT/write/ggc/deployment/group/group.json"
 }
-# How sprig runs in the foreground (override with SPRIG_START="... {ROOT} ...").
-SPRIG_START=${SPRIG_START:-"$SPRIG start --foreground -r {ROOT}"}
+# How sprig runs in the foreground (override with SPRIG_START="... {ROOT} ..."). `-i` only
+# when the machine lacks fs.protected_hardlinks/symlinks (sprig refuses to start without -i
+# then, as Greengrass does); it changes nothing on the message path.
+insecure=
+[ "$(cat /proc/sys/fs/protected_hardlinks /proc/sys/fs/protected_symlinks 2>/dev/null | tr -d '\n')" = 11 ] || insecure=-i
+SPRIG_START=${SPRIG_START:-"$SPRIG start --foreground $insecure -r {ROOT}"}
 sprig_cmd() { echo "${SPRIG_START//\{ROOT\}/$SPRIG_ROOT}"; }
 
 GROUP_MAIN=$WORK/group-main.json
