@@ -1,10 +1,9 @@
-//! config.json as the daemon and `sprig check` read it: errors, never a panic.
+//! cargo-fuzz target `config_json`: the check is tests/oracles/mod.rs `config_json`, shared with the
+//! regression test that replays saved reproducers (tests/fuzz_regressions.rs).
 #![no_main]
-use std::path::Path;
-
 use libfuzzer_sys::fuzz_target;
-use sprig::config::Config;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Config::parse(data, Path::new("/greengrass"), Path::new("/greengrass/config/config.json"));
-});
+#[path = "../../tests/oracles/mod.rs"]
+mod oracles;
+
+fuzz_target!(|data: &[u8]| oracles::config_json(data));

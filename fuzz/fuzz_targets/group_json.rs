@@ -1,10 +1,9 @@
-//! group.json as a deployment writes it: errors, never a panic.
+//! cargo-fuzz target `group_json`: the check is tests/oracles/mod.rs `group_json`, shared with the
+//! regression test that replays saved reproducers (tests/fuzz_regressions.rs).
 #![no_main]
-use std::path::Path;
-
 use libfuzzer_sys::fuzz_target;
-use sprig::config::Group;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Group::parse(data, Path::new("group.json"));
-});
+#[path = "../../tests/oracles/mod.rs"]
+mod oracles;
+
+fuzz_target!(|data: &[u8]| oracles::group_json(data));
