@@ -10,13 +10,18 @@ use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::future;
 
+use bytes::Bytes;
+
 use crate::broker::{self, Hub, ServerConfigSlot};
+use crate::cloud::{self, Cloud, CloudSettings};
+use crate::config::Endpoint;
 use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
 use crate::limits;
 use crate::pki;
 use crate::status::StatusBoard;
 use crate::workq::SharedQueue;
+use crate::workq::WorkItem;
 
 /// What the daemon hands the application once config, group and logging are up.
 pub struct Core {
@@ -75,13 +80,39 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     let hub = Hub::new(&core.group, queue.clone(), config.sprig.max_connections);
     let status = Rc::new(StatusBoard::new(&config.write_dir, hub.clone()));
 
-    // Cloud seam (issue 4): when the cloud link is built it is plugged in here —
-    // `hub.set_cloud_sink(sink)` for messages routed to `cloud`, cloud-sourced messages pushed
-    // into `queue` as `WorkItem { source: Endpoint::Cloud, .. }`, and its status added with
-    // `status.add_section("cloud", ..)`. Until then cloud-bound messages are counted as dropped.
-    if config.cloud_enabled() {
-        log::warn!("the cloud link is not wired in yet: messages routed to `cloud` are dropped");
-    }
+    // The cloud link (issue 4): messages routed to `cloud` go to its spool; messages from the
+    // cloud enter the work queue with source `cloud` (a QoS 1 one is acknowledged upstream only
+    // if the queue took it).
+    let cloud = match CloudSettings::from_config(config, &core.group).map_err(AppError::Startup)? {
+        None => {
+            log::info!("coreThing.iotHost is empty or \"none\": running without a cloud link");
+            None
+        }
+        Some(settings) => {
+            let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
+            let q = queue.clone();
+            let inbound = move |topic: &str, payload: Bytes| {
+                q.push(WorkItem {
+                    source: Endpoint::Cloud,
+                    topic: topic.to_owned(),
+                    payload,
+                })
+                .is_ok()
+            };
+            log::info!(
+                "cloud link to {}:{} as {}",
+                settings.host,
+                settings.port,
+                settings.client_id(0)
+            );
+            let c = Cloud::start(ex, settings, spool, Box::new(inbound));
+            hub.set_cloud_sink(Rc::new(c.clone()));
+            let (c1, c2) = (c.clone(), c.clone());
+            status.add_section("cloud", Box::new(move || c1.status().sections().0));
+            status.add_section("spool", Box::new(move || c2.status().sections().1));
+            Some(c)
+        }
+    };
 
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
@@ -101,6 +132,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         shutdown.wait(),
     )
     .await;
+    if let Some(c) = &cloud {
+        c.flush();
+    }
     status.remove();
     log::info!("local MQTT broker stopped");
     Ok(())

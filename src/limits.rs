@@ -56,6 +56,46 @@ pub const MIN_SPOOL_MAX_BYTES: u64 = 262_144;
 /// Default log space per component, KB (guide: LoggerDefinition default 128 KB... for FileSystem).
 pub const DEFAULT_LOG_SPACE_KB: u64 = 128;
 
+/// Budget bytes charged per spooled message on top of its topic and payload (cloud work): covers
+/// the index entry (40 bytes, grown by 1/8 at a time) and one allocation header, so the spool's
+/// real memory stays within `GG_CONFIG_MAX_SIZE_BYTES`. Checked by a unit test.
+pub const SPOOL_RECORD_OVERHEAD_BYTES: u64 = 64;
+
+/// Longest topic the spool stores, bytes (MQTT's u16 length; AWS IoT allows 256).
+pub const SPOOL_MAX_TOPIC_BYTES: usize = 65_535;
+
+/// FileSystem spool: a segment file is closed after this many bytes (plus one record), bytes.
+/// Small enough that acknowledged data is deleted soon, big enough to keep file counts low.
+pub const SPOOL_SEGMENT_BYTES: u64 = 64 * 1024;
+
+/// FileSystem spool: how often the acknowledged-head marker is rewritten, ms. A crash can
+/// resend at most this much already-acknowledged traffic (at-least-once allows it).
+pub const SPOOL_HEAD_FLUSH_MS: u64 = 1_000;
+
+/// Cloud: subscriptions per MQTT connection (AWS IoT Core's per-connection limit, guide §6.4);
+/// more cloud-sourced filters open `-c01`, `-c02`, ...
+pub const CLOUD_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 50;
+
+/// Cloud: most `-cNN` connections (10,000 group subscriptions / 50).
+pub const CLOUD_MAX_CONNECTIONS: usize = 200;
+
+/// Cloud: QoS 1 publishes awaiting PUBACK at once on `-c00`, messages.
+pub const CLOUD_MAX_INFLIGHT: usize = 16;
+
+/// Cloud: largest MQTT packet accepted from the broker, bytes (128 KiB payload plus topic).
+pub const CLOUD_MAX_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + 65_536 + 16;
+
+/// Cloud: wait for CONNACK, seconds (not an "operation" in mqttOperationTimeout's sense).
+pub const CLOUD_CONNACK_TIMEOUT_SECS: u64 = 30;
+
+/// Cloud: TCP connect, proxy CONNECT and TLS handshake together, seconds.
+pub const CLOUD_CONNECT_TIMEOUT_SECS: u64 = 30;
+
+/// Cloud: first reconnect delay, ms; doubles per failure up to mqttMaxConnectionRetryInterval.
+pub const CLOUD_BACKOFF_BASE_MS: u64 = 1_000;
+
+/// Cloud: largest HTTP CONNECT reply header from a proxy, bytes.
+pub const CLOUD_PROXY_REPLY_MAX_BYTES: usize = 8 * 1024;
 // Local messaging (broker work): bounds of the message path.
 
 /// Byte budget of the shared work queue (topic + payload of queued items), bytes. With 1024

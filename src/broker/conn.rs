@@ -63,6 +63,11 @@ pub async fn serve(
             return;
         }
     };
+    // sprig bounds what it hands rustls itself (one outbox batch of at most
+    // TLS_BYTES_PER_WAKE plus one frame, only once everything before it was flushed), and a
+    // frame of 128 KiB must fit whole: rustls's own 64 KiB cap would refuse it.
+    let mut tls = tls;
+    tls.set_buffer_limit(None);
     let mut s = TlsStream { sock, tls };
     let hs = future::or(async { Some(s.handshake().await) }, async {
         Timer::after(Duration::from_secs(limits::TLS_HANDSHAKE_TIMEOUT_SECS)).await;
@@ -252,7 +257,20 @@ impl Conn {
             };
             match wake {
                 Wake::Readable => match self.s.read_some(limits::TLS_BYTES_PER_WAKE) {
-                    Ok(ReadOutcome::Closed) => return End::Normal,
+                    // The peer may have sent its last packets together with the close
+                    // (mosquitto_pub: PUBLISH, DISCONNECT, close_notify): handle them first.
+                    Ok(ReadOutcome::Closed) => {
+                        if let Err(end) = self.drain_plaintext() {
+                            return end;
+                        }
+                        loop {
+                            match self.process_frames() {
+                                Ok(Step::Continue(true)) => {}
+                                Ok(_) => return End::Normal,
+                                Err(end) => return end,
+                            }
+                        }
+                    }
                     Ok(ReadOutcome::Data) => {
                         if let Err(end) = self.drain_plaintext() {
                             return end;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking::Parker;
 
@@ -225,9 +225,6 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
 
             // Try grabbing a lock on the reactor to wait on I/O.
             if let Some(mut reactor_lock) = Reactor::get().try_lock() {
-                // Record the instant at which the lock was grabbed.
-                let start = Instant::now();
-
                 loop {
                     // First let wakers know this parker is blocked on I/O.
                     IO_POLLING.with(|io| io.set(true));
@@ -257,25 +254,11 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
                         break;
                     }
 
-                    // Check if this thread been handling I/O events for a long time.
-                    if start.elapsed() > Duration::from_micros(500) {
-                        #[cfg(feature = "tracing")]
-                        tracing::trace!("stops hogging the reactor");
-
-                        // This thread is clearly processing I/O events for some other threads
-                        // because it didn't get a notification yet. It's best to stop hogging the
-                        // reactor and give other threads a chance to process I/O events for
-                        // themselves.
-                        drop(reactor_lock);
-
-                        // Unpark the "async-io" thread in case no other thread is ready to start
-                        // processing I/O events. This way we prevent a potential latency spike.
-                        unparker().unpark();
-
-                        // Wait for a notification.
-                        p.park();
-                        break;
-                    }
+                    // sprig patch: upstream stops "hogging" the reactor after 500 µs here and
+                    // parks until the "async-io" helper thread takes over. sprig has no helper
+                    // thread and no other thread, so parking would sleep forever whenever
+                    // `react` returned without waking this block_on (a timer or an event for a
+                    // dropped source). Keep reacting instead: this thread is the only one.
                 }
             } else {
                 // Wait for an actual notification.

@@ -1,0 +1,207 @@
+//! TLS for the cloud link: the rustls client configuration (client certificate, server verified
+//! against caPath, ALPN on 443) and a byte stream over any inner stream, so TLS can run over TCP
+//! or inside an HTTPS proxy's TLS.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+/// ALPN protocol AWS IoT Core expects for MQTT on port 443 (seed-A §4.3, [EXT]).
+pub const ALPN_MQTT_443: &[u8] = b"x-amzn-mqtt-ca";
+
+/// A byte stream the link can read from and write to; cancel-safe `read`.
+pub(crate) trait Wire {
+    /// Reads some bytes; 0 means the peer closed. Dropping the future loses no data.
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+}
+
+impl Wire for Async<std::net::TcpStream> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        AsyncReadExt::read(self, buf).await
+    }
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        AsyncWriteExt::write_all(self, buf).await
+    }
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+}
+
+/// Loads the certificates in a PEM file.
+pub fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read_pem(path, what)?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut &pem[..]).collect();
+    let certs =
+        certs.map_err(|e| format!("the {what} {} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Loads the first private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = read_pem(path, "private key")?;
+    match rustls_pemfile::private_key(&mut &pem[..]) {
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Err(format!(
+            "the private key file {} holds no key",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "the private key file {} is not valid PEM: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn roots(ca_files: &[&Path]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for path in ca_files {
+        for cert in load_certs(path, "CA file")? {
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "the CA file {} holds an unusable certificate: {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    Ok(roots)
+}
+
+fn builder() -> rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier> {
+    // Protocol versions come from the ring provider's defaults (TLS 1.2 and 1.3).
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| ClientConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS))
+}
+
+/// The client configuration for the MQTT connection: our certificate and key, the server
+/// verified against `ca` (webpki), ALPN `x-amzn-mqtt-ca` when `alpn` (port 443).
+pub fn mqtt_client_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    alpn: bool,
+) -> Result<Arc<ClientConfig>, String> {
+    let roots = roots(&[ca])?;
+    let certs = load_certs(cert, "certificate")?;
+    let key = load_key(key)?;
+    let mut cfg = builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("the certificate and private key do not form a usable pair: {e}"))?;
+    if alpn {
+        cfg.alpn_protocols = vec![ALPN_MQTT_443.to_vec()];
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// The client configuration for an `https://` proxy: the server verified against `ca_files`
+/// (caPath, plus the system bundle when present), no client certificate.
+pub fn proxy_client_config(ca_files: &[&Path]) -> Result<Arc<ClientConfig>, String> {
+    Ok(Arc::new(
+        builder()
+            .with_root_certificates(roots(ca_files)?)
+            .with_no_client_auth(),
+    ))
+}
+
+/// TLS over an inner [`Wire`].
+pub(crate) struct TlsWire<W> {
+    inner: W,
+    conn: ClientConnection,
+    /// Ciphertext read from `inner` goes straight into rustls, so a cancelled read loses nothing.
+    rx: Box<[u8]>,
+    tx: Vec<u8>,
+}
+
+fn tls_err(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<W: Wire> TlsWire<W> {
+    /// Runs the handshake with `host` (SNI and the name verified) over `inner`.
+    pub async fn connect(inner: W, cfg: Arc<ClientConfig>, host: &str) -> io::Result<TlsWire<W>> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{host:?} is not a valid server name"),
+            )
+        })?;
+        let conn = ClientConnection::new(cfg, name).map_err(tls_err)?;
+        let mut w = TlsWire {
+            inner,
+            conn,
+            rx: vec![0u8; 4096].into_boxed_slice(),
+            tx: Vec::new(),
+        };
+        while w.conn.is_handshaking() {
+            w.flush().await?;
+            if w.conn.is_handshaking() && w.conn.wants_read() && w.fill().await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the TLS handshake",
+                ));
+            }
+        }
+        w.flush().await?;
+        Ok(w)
+    }
+
+    /// The ALPN protocol the server picked.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.tx.clear();
+            self.conn.write_tls(&mut self.tx)?;
+            self.inner.write_all(&self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads ciphertext once and feeds it to rustls; returns the bytes read (0 = EOF).
+    async fn fill(&mut self) -> io::Result<usize> {
+        let n = self.inner.read(&mut self.rx).await?;
+        let mut rd = &self.rx[..n];
+        while !rd.is_empty() {
+            self.conn.read_tls(&mut rd)?;
+            self.conn.process_new_packets().map_err(tls_err)?;
+        }
+        Ok(n)
+    }
+}
+
+impl<W: Wire> Wire for TlsWire<W> {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if self.fill().await? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.conn.writer().write_all(buf)?;
+        self.flush().await
+    }
+}

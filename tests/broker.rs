@@ -1,0 +1,668 @@
+//! The local broker with real clients: mosquitto_pub/mosquitto_sub and paho-mqtt (Python) over
+//! TLS, device certificates made by the openssl CLI, the real sprig binary (SPRIG_TEST_BIN).
+//!
+//! One group for every test: devices A, B, C (plus a certificate that is in no group);
+//! subscriptions A→B `direct/b`, A→B and A→C `room/+/temp` and `flood/#`, A→B `big/#`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const ARN: &str = "arn:aws:iot:us-east-1:123456789012";
+
+struct Dev {
+    name: String,
+    cert: PathBuf,
+    key: PathBuf,
+    id: String,
+}
+
+struct Rig {
+    root: TestRoot,
+    daemon: Daemon,
+    ca: PathBuf,
+    a: Dev,
+    b: Dev,
+    c: Dev,
+    stranger: Dev,
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed EC P-256 certificate for `name`, and its AWS IoT certificate id (SHA-256 of
+/// the DER), both from the openssl CLI.
+fn make_device(dir: &Path, name: &str) -> Dev {
+    let cert = dir.join(format!("{name}.cert.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    let der = dir.join(format!("{name}.cert.der"));
+    let (c, k, d) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        der.to_str().unwrap(),
+    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        k,
+        "-out",
+        c,
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={name}"),
+    ]);
+    openssl(&["x509", "-in", c, "-outform", "DER", "-out", d]);
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-r", d])
+        .output()
+        .expect("openssl dgst");
+    let id = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 64, "certificate id of {name}");
+    Dev {
+        name: name.to_string(),
+        cert,
+        key,
+        id,
+    }
+}
+
+fn group_json(devs: &[&Dev]) -> String {
+    let thing = |d: &Dev| format!("{ARN}:thing/{}", d.name);
+    let devices: Vec<String> = devs
+        .iter()
+        .map(|d| {
+            format!(
+                r#"{{"Id":"{n}","ThingArn":"{t}","CertificateArn":"{ARN}:cert/{id}","SyncShadow":false}}"#,
+                n = d.name,
+                t = thing(d),
+                id = d.id
+            )
+        })
+        .collect();
+    let (a, b, c) = (thing(devs[0]), thing(devs[1]), thing(devs[2]));
+    let subs = [
+        (&a, "direct/b", &b),
+        (&a, "room/+/temp", &b),
+        (&a, "room/+/temp", &c),
+        (&a, "flood/#", &b),
+        (&a, "flood/#", &c),
+        (&a, "big/#", &b),
+    ];
+    let subs: Vec<String> = subs
+        .iter()
+        .enumerate()
+        .map(|(i, (s, subj, t))| {
+            format!(r#"{{"Id":"s{i}","Source":"{s}","Subject":"{subj}","Target":"{t}"}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"DeviceDefinitionVersion":{{"Devices":[{}]}},"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}}}}"#,
+        devices.join(","),
+        subs.join(",")
+    )
+}
+
+/// Starts a daemon on a fresh root; `runtime_extra` goes into the `runtime` object and
+/// `top_extra` at the top level of config.json.
+fn rig_with(label: &str, runtime_extra: &str, top_extra: &str) -> Rig {
+    let root = TestRoot::new(label);
+    let certs = root.certs();
+    fs::create_dir_all(&certs).unwrap();
+    let ca_key = certs.join("group-ca.key");
+    let ca = certs.join("group-ca.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        ca_key.to_str().unwrap(),
+        "-out",
+        ca.to_str().unwrap(),
+        "-days",
+        "30",
+        "-subj",
+        "/CN=sprig test group CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    let devdir = root.dir.path().join("devices");
+    fs::create_dir_all(&devdir).unwrap();
+    let (a, b, c) = (
+        make_device(&devdir, "A"),
+        make_device(&devdir, "B"),
+        make_device(&devdir, "C"),
+    );
+    let stranger = make_device(&devdir, "stranger");
+    root.write_group(&group_json(&[&a, &b, &c]));
+    let config = root.default_config().replace(
+        r#""runtime": { "cgroup": { "useSystemd": "no" } },"#,
+        &format!(
+            r#""runtime": {{ {runtime_extra} "cgroup": {{ "useSystemd": "no" }} }},{top_extra}"#
+        ),
+    );
+    assert!(config.contains(runtime_extra) && config.contains(top_extra));
+    root.write_config(&config);
+    let daemon = root.start();
+    let rig = Rig {
+        root,
+        daemon,
+        ca,
+        a,
+        b,
+        c,
+        stranger,
+    };
+    assert!(
+        wait_until(PATIENCE, || status_json(&rig).is_some()),
+        "daemon did not come up:\n{}",
+        rig.daemon.output()
+    );
+    rig
+}
+
+fn rig(label: &str) -> Rig {
+    rig_with(label, "", "")
+}
+
+fn status_json(rig: &Rig) -> Option<String> {
+    let (st, out, _) = run_sprig(["status", "-r", rig.root.root().to_str().unwrap(), "--json"]);
+    st.success().then_some(out)
+}
+
+/// A counter from `sprig status --json` (e.g. `"queue_full"`), by key name.
+fn counter(rig: &Rig, key: &str) -> u64 {
+    let s = status_json(rig).expect("sprig status");
+    let at = s
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("{key} not in {s}"));
+    s[at + key.len() + 3..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `pred` holds for a counter (the status file is rewritten about every second).
+fn wait_counter(rig: &Rig, key: &str, pred: impl Fn(u64) -> bool) -> bool {
+    wait_until(PATIENCE, || pred(counter(rig, key)))
+}
+
+fn python() -> PathBuf {
+    match std::env::var_os("SPRIG_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    }
+}
+
+fn py_cmd(rig: &Rig, dev: &Dev, cmd: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broker_clients.py"))
+        .arg(cmd)
+        .arg(rig.root.mqtt_port.to_string())
+        .arg(&rig.ca)
+        .arg(&dev.cert)
+        .arg(&dev.key)
+        .arg(&dev.name)
+        .args(args)
+        .stdin(Stdio::null());
+    c
+}
+
+fn py(rig: &Rig, dev: &Dev, cmd: &str, args: &[&str]) -> String {
+    let out = py_cmd(rig, dev, cmd, args)
+        .output()
+        .expect("run python (set SPRIG_TEST_PYTHON or make .venv)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python {cmd} failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// A background Python client whose stdout goes to a file (poll it with `file_has`).
+struct Bg {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Bg {
+    fn start(rig: &Rig, dev: &Dev, cmd: &str, args: &[&str], label: &str) -> Bg {
+        let out = rig.root.dir.path().join(format!("{label}.out"));
+        let f = fs::File::create(&out).unwrap();
+        let child = py_cmd(rig, dev, cmd, args)
+            .stdout(f)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn python");
+        Bg { child, out }
+    }
+
+    fn text(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str) -> bool {
+        wait_until(PATIENCE, || self.text().contains(what))
+    }
+
+    fn finish(mut self) -> String {
+        let end = std::time::Instant::now() + PATIENCE * 2;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.text()
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mosq_args(rig: &Rig, dev: &Dev, client_id: &str) -> Vec<String> {
+    vec![
+        "-h".into(),
+        "localhost".into(),
+        "-p".into(),
+        rig.root.mqtt_port.to_string(),
+        "--cafile".into(),
+        rig.ca.display().to_string(),
+        "--cert".into(),
+        dev.cert.display().to_string(),
+        "--key".into(),
+        dev.key.display().to_string(),
+        "-i".into(),
+        client_id.into(),
+    ]
+}
+
+fn mosquitto_pub(rig: &Rig, dev: &Dev, client_id: &str, topic: &str, msg: &str) -> Output {
+    Command::new("mosquitto_pub")
+        .args(mosq_args(rig, dev, client_id))
+        .args(["-t", topic, "-m", msg, "-q", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mosquitto_pub")
+}
+
+/// mosquitto_sub in the background (`-d`, so its stdout says when the SUBACK came).
+fn mosquitto_sub(rig: &Rig, dev: &Dev, filters: &[&str], count: u32, label: &str) -> Bg {
+    let out = rig.root.dir.path().join(format!("{label}.out"));
+    let f = fs::File::create(&out).unwrap();
+    // stdbuf: mosquitto_sub block-buffers stdout into a file; we poll it line by line.
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub"])
+        .args(mosq_args(rig, dev, &dev.name))
+        .args(["-d", "-v", "-C", &count.to_string(), "-W", "60"]);
+    for t in filters {
+        cmd.args(["-t", t]);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mosquitto_sub");
+    Bg { child, out }
+}
+
+fn log_text(rig: &Rig) -> String {
+    let mut s = rig.daemon.output();
+    if let Ok(t) = fs::read_to_string(rig.root.log_dir().join("system").join("runtime.log")) {
+        s.push_str(&t);
+    }
+    s
+}
+
+#[test]
+fn a_to_b_with_mosquitto_clients_and_unrouted_topics_dropped() {
+    let rig = rig("broker-a2b");
+    let sub = mosquitto_sub(&rig, &rig.b, &["direct/b", "room/+/temp"], 2, "sub-b");
+    assert!(sub.wait_for("Subscribed"), "{}", sub.text());
+    assert!(
+        sub.text().contains("Subscribed (mid: 1): 0, 0"),
+        "{}",
+        sub.text()
+    );
+    for (topic, msg) in [
+        ("direct/b", "first"),
+        ("secret/x", "unrouted"),
+        ("room/kitchen/temp", "21.5"),
+    ] {
+        let out = mosquitto_pub(&rig, &rig.a, "A", topic, msg);
+        assert!(
+            out.status.success(),
+            "mosquitto_pub {topic}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = sub.finish();
+    assert!(text.contains("direct/b first"), "{text}");
+    assert!(text.contains("room/kitchen/temp 21.5"), "{text}");
+    assert!(!text.contains("unrouted"), "{text}");
+    assert!(wait_counter(&rig, "no_route", |n| n >= 1));
+}
+
+#[test]
+fn fan_out_to_two_devices_along_a_wildcard_subject() {
+    let rig = rig("broker-fanout");
+    let sb = mosquitto_sub(&rig, &rig.b, &["room/#"], 1, "sub-b");
+    let sc = mosquitto_sub(&rig, &rig.c, &["room/+/+"], 1, "sub-c");
+    assert!(sb.wait_for("Subscribed") && sc.wait_for("Subscribed"));
+    // Not covered by `room/+/temp`: must not arrive; then one that is.
+    assert!(mosquitto_pub(&rig, &rig.a, "A", "room/lab/humidity", "55")
+        .status
+        .success());
+    assert!(mosquitto_pub(&rig, &rig.a, "A", "room/lab/temp", "19")
+        .status
+        .success());
+    let (tb, tc) = (sb.finish(), sc.finish());
+    for t in [&tb, &tc] {
+        assert!(t.contains("room/lab/temp 19"), "{t}");
+        assert!(!t.contains("humidity"), "{t}");
+    }
+}
+
+#[test]
+fn unknown_certificate_and_wrong_client_id_are_refused() {
+    let rig = rig("broker-auth");
+    let out = mosquitto_pub(&rig, &rig.stranger, "A", "direct/b", "x");
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("not authori"), "{err}");
+    // Right certificate (A's), wrong client id.
+    let out = mosquitto_pub(&rig, &rig.a, "B", "direct/b", "x");
+    assert!(!out.status.success());
+    assert!(
+        wait_until(PATIENCE, || {
+            let log = log_text(&rig);
+            log.contains(&format!(
+                "certificate {} is not the certificate of any device",
+                rig.stranger.id
+            )) && log.contains(&format!(
+                "client id \"B\" is not the thing name \"A\" of certificate {}",
+                rig.a.id
+            ))
+        }),
+        "{}",
+        log_text(&rig)
+    );
+    assert!(wait_counter(&rig, "auth", |n| n >= 2));
+    assert_eq!(counter(&rig, "auth"), 2);
+    // The right pair still works.
+    assert!(mosquitto_pub(&rig, &rig.a, "A", "direct/b", "x")
+        .status
+        .success());
+}
+
+#[test]
+fn subscribe_to_a_filter_no_subscription_routes_gets_0x80() {
+    let rig = rig("broker-suback");
+    let out = py(
+        &rig,
+        &rig.b,
+        "subscribe",
+        &["secret/#,direct/b,room/+/temp,room/x/y", "0", "never"],
+    );
+    // paho reports granted QoS 0 as 0 and failure as 128.
+    assert!(out.contains("suback 128 0 0 128"), "{out}");
+    // C has no `direct/b` route, so it may not subscribe to it.
+    let out = py(&rig, &rig.c, "subscribe", &["direct/b", "0", "never"]);
+    assert!(out.contains("suback 128"), "{out}");
+}
+
+#[test]
+fn oversized_payloads_are_refused_and_the_client_keeps_its_connection() {
+    let rig = rig("broker-oversize");
+    let sub = Bg::start(
+        &rig,
+        &rig.b,
+        "subscribe",
+        &["big/#", "100", "after"],
+        "sub-b",
+    );
+    assert!(sub.wait_for("ready"));
+    // One payload just over 128 KiB (fits the packet bound, refused by the queue), one far
+    // over it (skipped without buffering), then a small one on the same connection.
+    let script = r#"
+import sys, time, paho.mqtt.client as mqtt
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+c = mqtt.Client(client_id="A", protocol=mqtt.MQTTv311)
+c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+c.connect("127.0.0.1", port, 60)
+c.loop_start()
+for size in (131073, 400000, 131072):
+    c.publish("big/one", b"b" * size, qos=0)
+c.publish("big/one", b"after", qos=1).wait_for_publish(60)
+time.sleep(0.5)
+c.disconnect(); c.loop_stop()
+print("done")
+"#;
+    let out = Command::new(python())
+        .args(["-c", script, &rig.root.mqtt_port.to_string()])
+        .args([&rig.ca, &rig.a.cert, &rig.a.key])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("done"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = sub.finish();
+    // Exactly the 128 KiB one and "after" arrive.
+    assert!(text.contains("msg big/one after 5"), "{text}");
+    assert!(text.contains("131072"), "{text}");
+    assert!(
+        !text.contains("131073") && !text.contains("400000"),
+        "{text}"
+    );
+    assert!(wait_counter(&rig, "oversize", |n| n >= 2));
+}
+
+#[test]
+fn garbage_and_truncated_packets_drop_only_that_client() {
+    let rig = rig("broker-garbage");
+    let sub = mosquitto_sub(&rig, &rig.b, &["direct/b"], 1, "sub-b");
+    assert!(sub.wait_for("Subscribed"));
+    for mode in [
+        "garbage",
+        "garbage-after-connect",
+        "bad-remaining-length",
+        "truncated",
+        "silent",
+    ] {
+        let out = py(&rig, &rig.a, "raw", &[mode]);
+        assert!(out.contains("closed"), "{mode}: {out}");
+    }
+    // Plain TCP garbage, no TLS at all.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", rig.root.mqtt_port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let mut buf = [0u8; 256];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    }
+    assert!(alive(rig.daemon.pid));
+    assert!(mosquitto_pub(&rig, &rig.a, "A", "direct/b", "still-here")
+        .status
+        .success());
+    let text = sub.finish();
+    assert!(text.contains("direct/b still-here"), "{text}");
+    assert!(
+        wait_counter(&rig, "malformed", |n| n >= 3),
+        "{}",
+        status_json(&rig).unwrap()
+    );
+}
+
+fn fds_and_rss(pid: i32) -> (usize, u64) {
+    (fd_count(pid).unwrap(), vm_rss_kb(pid).unwrap())
+}
+
+#[test]
+fn a_thousand_connect_disconnect_cycles_leave_fds_and_rss_flat() {
+    let rig = rig("broker-churn");
+    let (cert, key) = (
+        rig.stranger.cert.to_str().unwrap(),
+        rig.stranger.key.to_str().unwrap(),
+    );
+    // Warm up (allocator arenas, TLS tables), then measure around 1,000 cycles, every 10th
+    // refused for an unknown certificate.
+    let out = py(&rig, &rig.a, "churn", &["100", cert, key]);
+    assert!(out.contains("ok 90") && out.contains("refused 10"), "{out}");
+    assert!(wait_until(PATIENCE, || counter(&rig, "open") == 0));
+    let before = fds_and_rss(rig.daemon.pid);
+    let out = py(&rig, &rig.a, "churn", &["1000", cert, key]);
+    assert!(
+        out.contains("ok 900") && out.contains("refused 100"),
+        "{out}"
+    );
+    assert!(wait_until(PATIENCE, || counter(&rig, "open") == 0));
+    let after = fds_and_rss(rig.daemon.pid);
+    eprintln!(
+        "fds {} -> {}, RSS {} KiB -> {} KiB",
+        before.0, after.0, before.1, after.1
+    );
+    assert!(after.0 <= before.0, "fd leak: {before:?} -> {after:?}");
+    assert!(
+        after.1 <= before.1 + 2048,
+        "RSS grew: {before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
+    let rig = rig_with("broker-flood", r#""maxWorkItemCount": 16,"#, "");
+    let sub = Bg::start(
+        &rig,
+        &rig.b,
+        "subscribe",
+        &["flood/#", "1000000", "end"],
+        "sub-b",
+    );
+    assert!(sub.wait_for("ready"));
+    let flood = |tag: &str| {
+        let out = py(
+            &rig,
+            &rig.a,
+            "publish",
+            &["flood/x", "20000", "512", "0", "20", tag],
+        );
+        assert!(out.contains("connack 0"), "{out}");
+    };
+    flood("w");
+    assert!(
+        wait_counter(&rig, "queue_full", |n| n > 0),
+        "no drops: {}",
+        status_json(&rig).unwrap()
+    );
+    let first = counter(&rig, "queue_full");
+    let before = fds_and_rss(rig.daemon.pid);
+    flood("m");
+    flood("n");
+    let after = fds_and_rss(rig.daemon.pid);
+    assert!(wait_counter(&rig, "queue_full", |n| n > first));
+    assert!(counter(&rig, "capacity") == 16);
+    eprintln!(
+        "flood: fds {} -> {}, RSS {} KiB -> {} KiB",
+        before.0, after.0, before.1, after.1
+    );
+    assert!(
+        after.1 <= before.1 + 2048,
+        "RSS grew: {before:?} -> {after:?}"
+    );
+    assert!(after.0 <= before.0);
+    drop(sub);
+}
+
+#[test]
+fn a_stalled_subscriber_does_not_stop_the_others() {
+    let rig = rig("broker-stall");
+    let stalled = Bg::start(&rig, &rig.c, "stall", &["flood/#", "120"], "stalled-c");
+    assert!(stalled.wait_for("ready"), "{}", stalled.text());
+    assert!(stalled.text().contains("suback 0"), "{}", stalled.text());
+    let n = 1200;
+    let sub = Bg::start(
+        &rig,
+        &rig.b,
+        "subscribe",
+        &["flood/#", &n.to_string(), "never"],
+        "sub-b",
+    );
+    assert!(sub.wait_for("ready"));
+    // QoS 1, one in flight: the publisher never overruns the queue, so every loss would be
+    // the stalled subscriber's fault. 1200 × 16 KiB is more than the kernel buffers the
+    // stalled client's socket can absorb.
+    let out = py(
+        &rig,
+        &rig.a,
+        "publish",
+        &["flood/x", &n.to_string(), "16384", "1", "1", "s"],
+    );
+    assert!(out.contains(&format!("published {n}")), "{out}");
+    let text = sub.finish();
+    assert!(
+        text.contains(&format!("count {n}")),
+        "B lost messages: {}",
+        text.lines().last().unwrap_or("")
+    );
+    assert!(
+        wait_counter(&rig, "slow_subscriber", |n| n > 0),
+        "{}",
+        status_json(&rig).unwrap()
+    );
+    assert_eq!(counter(&rig, "queue_full"), 0);
+    drop(stalled);
+}
+
+#[test]
+fn status_says_when_the_daemon_is_not_running() {
+    let root = TestRoot::new("broker-status-off");
+    let (st, out, _) = run_sprig(["status", "-r", root.root().to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1), "{out}");
+    assert!(out.contains("not running"), "{out}");
+}

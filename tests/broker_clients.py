@@ -1,0 +1,170 @@
+"""Real MQTT clients for tests/broker.rs (paho-mqtt 1.6.1 and raw TLS sockets).
+
+Usage: python broker_clients.py COMMAND PORT CA CERT KEY CLIENT_ID [ARGS...]
+Every command prints what it observed on stdout, one fact per line, and exits 0 unless the
+setup itself failed. The Rust test decides what the observations mean.
+"""
+import socket
+import ssl
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+
+PATIENCE = 60.0
+
+
+def tls_context(ca, cert, key):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def client(port, ca, cert, key, cid, keepalive=60):
+    c = mqtt.Client(client_id=cid, clean_session=True, protocol=mqtt.MQTTv311)
+    c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    rc = {}
+    c.on_connect = lambda cl, ud, flags, code: rc.setdefault("rc", code)
+    c.connect("127.0.0.1", port, keepalive)
+    return c, rc
+
+
+def wait(cond, timeout=PATIENCE, step=None):
+    end = time.time() + timeout
+    while time.time() < end:
+        if step:
+            step()
+        if cond():
+            return True
+        if not step:
+            time.sleep(0.01)
+    return cond()
+
+
+def cmd_churn(port, ca, cert, key, cid, n, bad_cert=None, bad_key=None):
+    """n connect/CONNACK/disconnect cycles; every 10th with bad_cert (expected refused)."""
+    ok = refused = 0
+    for i in range(int(n)):
+        use_bad = bad_cert and i % 10 == 9
+        c, rc = client(port, ca, bad_cert if use_bad else cert, bad_key if use_bad else key, cid)
+        wait(lambda: "rc" in rc, step=lambda: c.loop(0.05))
+        if rc.get("rc") == 0:
+            ok += 1
+            c.disconnect()
+            c.loop(0.01)
+        else:
+            refused += 1
+        c.socket() and c.socket().close()
+    print(f"ok {ok}")
+    print(f"refused {refused}")
+
+
+def cmd_publish(port, ca, cert, key, cid, topic, count, size, qos, inflight="20", tag="m"):
+    """Publishes `count` messages of `size` bytes; payload starts with TAG-<i>-."""
+    c, rc = client(port, ca, cert, key, cid)
+    c.max_inflight_messages_set(int(inflight))
+    c.loop_start()
+    wait(lambda: "rc" in rc)
+    print(f"connack {rc.get('rc')}")
+    infos = []
+    for i in range(int(count)):
+        head = f"{tag}-{i}-".encode()
+        payload = head + b"x" * max(0, int(size) - len(head))
+        infos.append(c.publish(topic, payload, qos=int(qos)))
+    for info in infos:
+        if int(qos) > 0:
+            info.wait_for_publish(PATIENCE)
+    time.sleep(0.2)
+    print(f"published {sum(1 for i in infos if i.is_published())}")
+    c.disconnect()
+    c.loop_stop()
+
+
+def cmd_subscribe(port, ca, cert, key, cid, filters, expect, stop_after):
+    """Subscribes to comma-separated filters, prints the SUBACK codes, then prints every
+    received message as `msg TOPIC PAYLOAD_PREFIX LEN` until `expect` arrived or a message
+    whose payload starts with `stop_after`, or PATIENCE passes."""
+    c, rc = client(port, ca, cert, key, cid)
+    got = []
+    codes = {}
+    c.on_subscribe = lambda cl, ud, mid, granted: codes.setdefault("g", granted)
+    c.on_message = lambda cl, ud, m: got.append((m.topic, m.payload))
+    c.loop_start()
+    wait(lambda: "rc" in rc)
+    print(f"connack {rc.get('rc')}", flush=True)
+    c.subscribe([(f, 0) for f in filters.split(",")])
+    wait(lambda: "g" in codes)
+    print("suback " + " ".join(str(g) for g in codes.get("g", [])), flush=True)
+    print("ready", flush=True)
+    wait(lambda: len(got) >= int(expect) or any(p.startswith(stop_after.encode()) for _, p in got))
+    c.disconnect()
+    c.loop_stop()
+    for t, p in got:
+        print(f"msg {t} {p[:24].split(b'x')[0].decode(errors='replace')} {len(p)}")
+    print(f"count {len(got)}")
+
+
+def cmd_stall(port, ca, cert, key, cid, filters, seconds):
+    """Subscribes, then stops reading its socket for `seconds` (a stalled subscriber)."""
+    c, rc = client(port, ca, cert, key, cid)
+    codes = {}
+    c.on_subscribe = lambda cl, ud, mid, granted: codes.setdefault("g", granted)
+    wait(lambda: "rc" in rc, step=lambda: c.loop(0.05))
+    c.subscribe([(f, 0) for f in filters.split(",")])
+    wait(lambda: "g" in codes, step=lambda: c.loop(0.05))
+    print("suback " + " ".join(str(g) for g in codes.get("g", [])), flush=True)
+    print("ready", flush=True)
+    # Shrink our receive buffer is not possible after connect; simply never read again.
+    time.sleep(float(seconds))
+
+
+def cmd_raw(port, ca, cert, key, cid, mode):
+    """Raw TLS abuse: garbage after the handshake, a truncated packet, or silence."""
+    ctx = tls_context(ca, cert, key)
+    s = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    cid_b = cid.encode()
+    connect = bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, len(cid_b)]) + cid_b
+    if mode == "garbage":
+        t.sendall(b"\xff\xff\xff\xff\xff\x00garbage" * 50)
+    elif mode == "garbage-after-connect":
+        t.sendall(connect)
+        t.sendall(b"\xf0\x00" + b"\x00" * 64)
+    elif mode == "bad-remaining-length":
+        t.sendall(connect)
+        t.sendall(b"\x30\xff\xff\xff\xff\x01")
+    elif mode == "truncated":
+        t.sendall(connect)
+        # PUBLISH announcing 100 bytes, carrying 10, then the client goes away.
+        t.sendall(b"\x30\x64\x00\x05abcde12345")
+        t.close()
+        print("closed")
+        return
+    elif mode == "silent":
+        pass
+    # Wait for the server to close on us.
+    start = time.time()
+    try:
+        while True:
+            if not t.recv(4096):
+                break
+    except (ssl.SSLError, OSError) as e:
+        print(f"error {type(e).__name__}")
+    print(f"server closed after {time.time() - start:.1f}")
+
+
+def main():
+    cmd = sys.argv[1]
+    port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+    rest = sys.argv[7:]
+    {
+        "churn": cmd_churn,
+        "publish": cmd_publish,
+        "subscribe": cmd_subscribe,
+        "stall": cmd_stall,
+        "raw": cmd_raw,
+    }[cmd](port, ca, cert, key, cid, *rest)
+
+
+if __name__ == "__main__":
+    main()
