@@ -37,18 +37,20 @@ fn other_targets_reproducers() {
     replay("group_json", oracles::group_json);
     replay("topic", oracles::topic);
     replay("mqtt_packet", oracles::mqtt_packet);
+    replay("spool_record", oracles::spool_record);
 }
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, fn(&[u8])); 5] = [
+    let checks: [(&str, fn(&[u8])); 6] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
         ("topic", oracles::topic),
         ("mqtt_packet", oracles::mqtt_packet),
+        ("spool_record", oracles::spool_record),
     ];
     for (target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
