@@ -8,6 +8,7 @@
 //! sending CONNECT, never reading) are a small rustls client here, since no stock client can be
 //! told to misbehave that way. Certificates come from the openssl CLI.
 
+mod cloud_peer;
 mod common;
 
 use std::io::{Read, Write};
@@ -608,5 +609,147 @@ fn kill_9_during_traffic_then_restart_works_every_time() {
         drop((sub, pub_));
     }
     let _d = core.start();
+    core.assert_delivers("a", "b", "faults/t");
+}
+
+/// The FileSystem spool's environment for GGCloudSpooler.
+const FS_SPOOL: &str =
+    r#""GG_CONFIG_STORAGE_TYPE":"FileSystem","GG_CONFIG_MAX_SIZE_BYTES":"2621440""#;
+
+/// The cloud stand-in (tests/cloud_peer: mosquitto, TLS, client certificates required,
+/// persistence on) using this test's CA and server certificate.
+fn cloud_for(core: &Core, label: &str) -> (cloud_peer::Dir, cloud_peer::Mosquitto) {
+    let d = cloud_peer::Dir::new(label);
+    let p = &core.pki;
+    p.device("cloudclient");
+    for (from, to) in [
+        (p.crt("ca"), "ca.pem"),
+        (p.crt("server"), "server.pem"),
+        (p.key("server"), "server.key"),
+        (p.crt("cloudclient"), "cloudclient.pem"),
+        (p.key("cloudclient"), "cloudclient.key"),
+    ] {
+        std::fs::copy(&from, d.path(to)).unwrap();
+    }
+    let m = cloud_peer::Mosquitto::start(&d);
+    (d, m)
+}
+
+/// The cloud broker is stopped and started again every 3 s while a device publishes QoS 1
+/// messages routed to `cloud`, with the FileSystem spool: every message sprig acknowledged to
+/// the device reaches the cloud subscriber (at least once).
+#[test]
+fn cloud_flapping_loses_nothing_acknowledged() {
+    let core = Core::new("faults-flap", &["dev"]);
+    let (d, mut m) = cloud_for(&core, "faults-flap");
+    let _sub = cloud_peer::cloud_sub(&d, &m, "faults/cloud/#", "got.txt");
+    core.configure(1024, Some(m.port));
+    core.group(&["dev"], &[("dev", "faults/cloud/#", "cloud")], FS_SPOOL);
+    let daemon = core.start();
+    let mut dev = RawDevice::connect(&core, "dev");
+
+    let mut acked = Vec::new();
+    let mut up = true;
+    let mut flaps = 0;
+    let mut last_flap = Instant::now();
+    for i in 0..200u16 {
+        dev.publish_acked(
+            &format!("faults/cloud/{i}"),
+            i + 1,
+            format!("m-{i}").as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("message {i} not acknowledged by the core: {e}"));
+        acked.push(format!("faults/cloud/{i} m-{i}"));
+        if last_flap.elapsed() >= Duration::from_secs(3) {
+            if up {
+                m.stop();
+            } else {
+                m.restart();
+            }
+            up = !up;
+            flaps += 1;
+            last_flap = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !up {
+        m.restart();
+    }
+    assert!(flaps >= 2, "the cloud broker flapped only {flaps} times");
+    let all = wait_until(WAIT * 2, || {
+        let got = cloud_peer::lines(&d, "got.txt");
+        acked.iter().all(|a| got.contains(a))
+    });
+    let got = cloud_peer::dedup(&cloud_peer::lines(&d, "got.txt"));
+    let missing: Vec<_> = acked.iter().filter(|a| !got.contains(a)).collect();
+    assert!(
+        all,
+        "{} of {} acknowledged messages never reached the cloud ({flaps} flaps), first: {:?}\nstatus: {:?}\n{}",
+        missing.len(),
+        acked.len(),
+        missing.first(),
+        core.status(),
+        daemon.output()
+    );
+}
+
+/// A tmpfs mounted for a test, lazily unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The FileSystem spool's directory is a 1 MiB tmpfs and the cloud is unreachable, so 2 MiB of
+/// cloud-bound messages fill the disk: the core stays up, keeps acknowledging and serving
+/// devices, and counts what it could not write.
+#[test]
+fn disk_full_under_the_filesystem_spool_keeps_the_core_up() {
+    let core = Core::new("faults-diskfull", &["dev", "a", "b"]);
+    // Nobody listens there: everything cloud-bound stays in the spool.
+    core.configure(1024, Some(free_port()));
+    core.group(
+        &["dev", "a", "b"],
+        &[("dev", "up/#", "cloud"), ("a", "faults/t", "b")],
+        FS_SPOOL,
+    );
+    let spool_dir = sprig::cloud::spool_dir(&core.root.write_dir());
+    let _disk = match Tmpfs::mount(&spool_dir, "1m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED disk_full test: cannot mount a tmpfs here ({e}); needs root");
+            return;
+        }
+    };
+    let mut d = core.start();
+    let mut dev = RawDevice::connect(&core, "dev");
+    let payload = vec![0x33u8; 8 * 1024];
+    for i in 0..256u16 {
+        dev.publish_acked(&format!("up/{i}"), i + 1, &payload)
+            .unwrap_or_else(|e| panic!("message {i}: the core stopped acknowledging: {e}"));
+    }
+    assert!(
+        wait_until(WAIT, || core.counter("spool.dropped_io") > 0),
+        "2 MiB into a 1 MiB disk and no spool write failure counted: {:?}",
+        core.status()
+    );
+    assert!(d.try_wait().is_none(), "the core exited: {}", d.output());
     core.assert_delivers("a", "b", "faults/t");
 }
