@@ -356,8 +356,18 @@ struct RawDevice {
 }
 
 impl RawDevice {
-    /// TLS handshake as `device` (no CONNECT yet).
+    /// TLS handshake as `device` (no CONNECT yet), everything flushed.
     fn handshake(core: &Core, device: &str) -> std::io::Result<RawDevice> {
+        let mut d = RawDevice::handshake_unflushed(core, device)?;
+        while d.tls.conn.wants_write() {
+            d.tls.conn.write_tls(&mut d.tls.sock)?;
+        }
+        Ok(d)
+    }
+
+    /// The handshake as far as the client's side is complete; its Finished may still be
+    /// waiting in rustls.
+    fn handshake_unflushed(core: &Core, device: &str) -> std::io::Result<RawDevice> {
         let p = &core.pki;
         let pem = |path: PathBuf| std::fs::read(path).unwrap();
         let mut roots = rustls::RootCertStore::empty();
@@ -380,6 +390,7 @@ impl RawDevice {
         .unwrap();
         let sock = TcpStream::connect(("127.0.0.1", core.port))?;
         sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+        sock.set_nodelay(true)?;
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, sock);
@@ -390,6 +401,23 @@ impl RawDevice {
             tls,
             rbuf: BytesMut::new(),
         })
+    }
+
+    /// Like [`RawDevice::connect`], but the client's last handshake flight (its Finished) and
+    /// the CONNECT leave in one TCP segment, as a client that writes right after the handshake
+    /// (or any client under load) produces.
+    fn connect_coalesced(core: &Core, device: &str) -> std::io::Result<Packet> {
+        let mut d = RawDevice::handshake_unflushed(core, device)?;
+        let mut c = v4::Connect::new(device);
+        c.keep_alive = 600;
+        let mut b = BytesMut::new();
+        c.write(&mut b).unwrap();
+        d.tls.conn.writer().write_all(&b)?;
+        // One write_tls call: Finished and the CONNECT record go out together.
+        while d.tls.conn.wants_write() {
+            d.tls.conn.write_tls(&mut d.tls.sock)?;
+        }
+        d.read_packet()
     }
 
     fn send(&mut self, write: impl FnOnce(&mut BytesMut)) -> std::io::Result<()> {
@@ -752,4 +780,34 @@ fn disk_full_under_the_filesystem_spool_keeps_the_core_up() {
     );
     assert!(d.try_wait().is_none(), "the core exited: {}", d.output());
     core.assert_delivers("a", "b", "faults/t");
+}
+
+/// Devices that send CONNECT right after their TLS Finished (in the same segment, or just
+/// behind it while the broker is still in its handshake read) are answered: the broker takes
+/// what rustls decrypted during the handshake before it waits on the socket again. Found by
+/// the load generator; every such CONNECT used to wait for CONNECT_TIMEOUT_SECS and be refused.
+#[test]
+fn connect_right_behind_the_tls_finished_is_answered() {
+    let core = Core::new("faults-coalesced", &["a"]);
+    core.configure(1024, None);
+    core.group(&["a"], &[], "");
+    let _d = core.start();
+    for i in 0..20 {
+        match RawDevice::connect_coalesced(&core, "a") {
+            Ok(Packet::ConnAck(a)) => assert_eq!(a.code, v4::ConnectReturnCode::Success),
+            other => panic!("attempt {i} (one segment): expected CONNACK, got {other:?}"),
+        }
+        // Finished flushed on its own, CONNECT right behind it (what the load generator does).
+        let mut d = RawDevice::handshake(&core, "a").expect("TLS handshake");
+        let mut c = v4::Connect::new("a");
+        c.keep_alive = 600;
+        d.send(|b| {
+            c.write(b).unwrap();
+        })
+        .unwrap();
+        match d.read_packet() {
+            Ok(Packet::ConnAck(a)) => assert_eq!(a.code, v4::ConnectReturnCode::Success),
+            other => panic!("attempt {i} (right behind): expected CONNACK, got {other:?}"),
+        }
+    }
 }

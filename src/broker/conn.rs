@@ -171,6 +171,11 @@ struct Conn {
 impl Conn {
     async fn run(&mut self) -> End {
         let mut closing = false;
+        // The handshake's last read may already have brought the CONNECT: take it from rustls
+        // now, since the socket will not become readable again for it.
+        if let Err(end) = self.drain_plaintext() {
+            return end;
+        }
         loop {
             // 1. Parse what we have, within the per-wake budget, unless the socket is backed up.
             let mut more_frames = false;
