@@ -192,7 +192,7 @@ start_broker() { # $1 broker; waits until a device is accepted
   $(start_cmd "$b") >>"$WORK/$b.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 300); do
-    if "$LOADGEN" idle --certs "$CERTS" --addr "127.0.0.1:$(port_of "$b")" --connections 1 --hold 0 \
+    if "$LOADGEN" idle --certs "$CERTS" --addr "127.0.0.1:$(port_of "$b")" --connections 1 --hold 0 --first 0 \
         2>/dev/null | grep -q '"connections":1,'; then
       return 0
     fi

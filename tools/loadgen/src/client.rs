@@ -100,6 +100,10 @@ impl Client {
         while c.tls.conn.is_handshaking() {
             c.tls.conn.complete_io(&mut c.tls.sock)?;
         }
+        // Send our Finished now, as OpenSSL-based devices do, before the CONNECT.
+        while c.tls.conn.wants_write() {
+            c.tls.conn.write_tls(&mut c.tls.sock)?;
+        }
         let mut connect = v4::Connect::new(name.clone());
         connect.keep_alive = t.keep_alive;
         connect.clean_session = true;

@@ -30,7 +30,7 @@ common options: --addr 127.0.0.1:8883  --certs DIR (ca.crt, dev-NNNN.crt/.key)
 commands:
   group    --devices N [--scenarios 1] [--route 0] [--noise 0]   print a sprig group.json
   stat     --pid P                                  broker RSS, HWM, CPU seconds, fds
-  idle     --connections N [--hold 2]               hold N TLS devices (dev-0100 and up)
+  idle     --connections N [--hold 2] [--first 100] hold N TLS devices (dev-0100 and up)
   fanin    --publishers K --messages M --qos 0|1 [--window 32] [--topic bench/fanin]
            [--noise-subs N]                         K publishers -> 1 subscriber, as fast as possible
   latency  --rate R --secs S                        1 -> 1 at a fixed rate, p50/p99
@@ -304,12 +304,13 @@ fn cmd_idle(args: &Args, pid: Option<u32>) -> Result<String, String> {
     let t = target(args)?;
     let n: usize = get(args, "connections", None)?;
     let hold: f64 = get(args, "hold", Some(2.0))?;
+    let first: usize = get(args, "first", Some(FIRST_IDLE))?;
     let before = cost(pid);
     let start = Instant::now();
     let mut held = Vec::with_capacity(n);
     let (mut failed, mut first_error) = (0usize, String::new());
     for i in 0..n {
-        match connect(&t, FIRST_IDLE + i) {
+        match connect(&t, first + i) {
             Ok(c) => held.push(c),
             Err(e) => {
                 failed += 1;
