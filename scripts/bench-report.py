@@ -70,20 +70,23 @@ def held(broker, label):
     return med(values(broker, label, "connections"))
 
 
-idle_n = env("IDLE", "1000")
+idle_sizes = env("IDLE", "200 1000").split()
 _, s_idle, _ = row("Idle RSS (after serving one device, settled 1 s)", "coldstart", "rss_kib", "mib", "sprig ≤ 1.5 MiB")
 goals.append(("Idle RSS ≤ 1.5 MiB", goal_mark(None if s_idle is None else s_idle <= 1.5 * 1024),
               fmt(s_idle, "mib")))
-hm, hs = held("mosquitto", "idle"), held("sprig", "idle")
-_, s_conn, _ = row(f"RSS with idle TLS devices (mosquitto {fmt(hm, 'int')}, sprig {fmt(hs, 'int')} held)",
-                   "idle", "rss_kib", "mib", f"sprig ≤ 12 MiB with {idle_n}")
-if s_conn is None:
-    goals.append((f"≤ 12 MiB with {idle_n} TLS devices", "not measured", "—"))
-elif hs is not None and hs < float(idle_n):
-    goals.append((f"≤ 12 MiB with {idle_n} TLS devices",
-                   f"not measured at {idle_n}: sprig held {hs:.0f}", fmt(s_conn, "mib")))
+s_conn = {}
+for n in idle_sizes:
+    hm, hs = held("mosquitto", f"idle-{n}"), held("sprig", f"idle-{n}")
+    _, s_conn[n], _ = row(f"RSS with {int(n):,} idle TLS devices (held: mosquitto {fmt(hm, 'int')}, sprig {fmt(hs, 'int')})",
+                          f"idle-{n}", "rss_kib", "mib", "sprig ≤ 12 MiB with 1,000" if n == "1000" else "")
+big = s_conn.get("1000")
+if big is not None:
+    goals.append(("≤ 12 MiB with 1,000 TLS devices", goal_mark(big <= 12 * 1024), fmt(big, "mib")))
 else:
-    goals.append((f"≤ 12 MiB with {idle_n} TLS devices", goal_mark(s_conn <= 12 * 1024), fmt(s_conn, "mib")))
+    fits = [n for n in idle_sizes if s_conn.get(n) is not None]
+    goals.append(("≤ 12 MiB with 1,000 TLS devices",
+                  "not measurable: a Greengrass group holds at most 200 devices (sprig's limit too)",
+                  f"{fmt(s_conn[fits[-1]], 'mib')} with {fits[-1]}" if fits else "—"))
 row("Cold start to first accepted device", "coldstart", "ms", "ms")
 
 pubs = env("FANIN_PUBS", "8")
@@ -151,9 +154,9 @@ print(f"""
   limits (`max_queued_messages 1000`, `max_inflight_messages 20`), `set_tcp_nodelay true` (Nagle off, like
   sprig), `persistence false`. mosquitto has no per-device authorization here; sprig checks each device's
   certificate id and client id against group.json and routes only along subscriptions.
-- **Idle RSS:** after the broker accepted one device and settled 1 s. **Idle devices:** N devices connected and
-  held for 2 s; sprig's group may hold at most {env('SPRIG_DEVICES', '200')} devices (its group limit), so it
-  is measured with as many as fit, and the row says how many each broker held.
+- **Idle RSS:** after the broker accepted one device and settled 1 s. **Idle devices:** N devices (each its own
+  certificate and client id) connected and held for 2 s. A Greengrass group, and so sprig's, holds at most
+  {env('SPRIG_DEVICES', '200')} devices, so sprig has no 1,000-device row; the rows say how many each broker held.
 - **Fan-in:** {pubs} publishers × {env('FANIN_MSGS', '?')} messages of 64 bytes, unpaced (QoS 1: 32 in flight
   per publisher, PUBACK awaited), one subscriber at QoS 0 (sprig's local delivery is QoS 0, guide §6.1).
   msgs/s counts from the start until the last delivered message; CPU is per *delivered* message.

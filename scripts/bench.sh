@@ -34,18 +34,20 @@ done
 # Scenario sizes. The full run keeps each measurement long enough for 10 ms CPU ticks to matter
 # little (>= 0.3 CPU-seconds for the throughput scenarios on this class of machine).
 if [ "$QUICK" = 1 ]; then
-  FANIN_MSGS=2000 LAT_RATE=1000 LAT_SECS=2 FANOUT_RATE=200 FANOUT_SECS=2 IDLE=100
+  FANIN_MSGS=2000 LAT_RATE=1000 LAT_SECS=2 FANOUT_RATE=200 FANOUT_SECS=2 IDLE="50 200"
   ROUTE_MSGS=5000 ROUTE_SUBS="10 1000"
 else
-  FANIN_MSGS=10000 LAT_RATE=1000 LAT_SECS=5 FANOUT_RATE=200 FANOUT_SECS=5 IDLE=1000
-  ROUTE_MSGS=20000 ROUTE_SUBS="10 1000 10000"
+  FANIN_MSGS=25000 LAT_RATE=1000 LAT_SECS=5 FANOUT_RATE=200 FANOUT_SECS=5 IDLE="200 1000"
+  ROUTE_MSGS=100000 ROUTE_SUBS="10 1000 10000"
 fi
 FANIN_PUBS=8
 FANOUT_SUBS=50
-# Devices with certificates: scenario roles dev-0000..0099, idle devices dev-0100 and up.
-DEVICES=$((100 + IDLE))
-# sprig's group holds at most 200 devices (src/limits.rs MAX_GROUP_DEVICES); idle devices past
-# that cannot be in its group, so sprig's idle scenario is capped there and says so.
+# Devices with certificates: scenario roles dev-0000..0099; the idle scenario holds dev-0000
+# and up (N devices, each its own certificate and client id).
+IDLE_MAX=$(echo $IDLE | tr ' ' '\n' | sort -n | tail -1)
+DEVICES=$(( IDLE_MAX > 100 ? IDLE_MAX : 100 ))
+# sprig's group holds at most 200 devices (src/limits.rs MAX_GROUP_DEVICES, the Greengrass
+# group limit), so sprig runs only the idle sizes that fit; the report says so.
 SPRIG_MAX_GROUP_DEVICES=$(sed -n 's/^pub const MAX_GROUP_DEVICES: usize = \([0-9_]*\);.*/\1/p' src/limits.rs | tr -d _)
 SPRIG_MAX_GROUP_DEVICES=${SPRIG_MAX_GROUP_DEVICES:-200}
 
@@ -53,6 +55,7 @@ WORK=${BENCH_DIR:-$REPO/target/bench}
 mkdir -p "$WORK"
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
+: > "$WORK/loadgen.err"; : > "$WORK/mosquitto.log"; : > "$WORK/sprig.log"
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +155,7 @@ sprig_root() { # $1 = group.json text file
       }
     }
   },
-  "sprig": { "maxConnections": $((IDLE + 200)) }
+  "sprig": { "maxConnections": $((DEVICES + 10)) }
 }
 EOF
   cp "$1" "$SPRIG_ROOT/write/ggc/deployment/group/group.json"
@@ -225,9 +228,10 @@ run_broker() { # $1 broker, $2 run number
   "$LOADGEN" coldstart --certs "$CERTS" --addr "127.0.0.1:$(port_of "$b")" -- $(start_cmd "$b") \
     2>>"$WORK/loadgen.err" | record "$b" "$r" coldstart || true
   start_broker "$b" || return 0
-  local idle=$IDLE
-  if [ "$b" = sprig ]; then idle=$(( SPRIG_DEVICES - 100 < IDLE ? SPRIG_DEVICES - 100 : IDLE )); fi
-  lg "$b" idle --connections "$idle" --hold 2 | record "$b" "$r" idle
+  for n in $IDLE; do
+    if [ "$b" = sprig ] && [ "$n" -gt "$SPRIG_DEVICES" ]; then continue; fi
+    lg "$b" idle --first 0 --connections "$n" --hold 2 | record "$b" "$r" "idle-$n"
+  done
   lg "$b" fanin --publishers $FANIN_PUBS --messages $FANIN_MSGS --qos 0 | record "$b" "$r" fanin-q0
   lg "$b" fanin --publishers $FANIN_PUBS --messages $FANIN_MSGS --qos 1 | record "$b" "$r" fanin-q1
   lg "$b" latency --rate $LAT_RATE --secs $LAT_SECS | record "$b" "$r" latency
