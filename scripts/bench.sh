@@ -3,7 +3,7 @@
 # TLS client-certificate devices, brokers alternated run by run, medians of the runs, ratios
 # taken within each run. Writes BENCHMARKS.md (default run) or only prints (--quick).
 #
-#   scripts/bench.sh                  # full run, about 10 minutes, writes BENCHMARKS.md
+#   scripts/bench.sh                  # full run (5 runs per broker, about 5 minutes), writes BENCHMARKS.md
 #   scripts/bench.sh --quick          # CI smoke: one short run, prints, writes nothing
 #   scripts/bench.sh --mosquitto-only # the mosquitto column alone
 #   scripts/bench.sh --runs 5 --out /tmp/B.md
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 QUICK=0
-RUNS=3
+RUNS=5
 OUT=BENCHMARKS.md
 BROKERS="mosquitto sprig"
 while [ $# -gt 0 ]; do
