@@ -86,6 +86,17 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     let cloud = match CloudSettings::from_config(config, &core.group).map_err(AppError::Startup)? {
         None => {
             log::info!("coreThing.iotHost is empty or \"none\": running without a cloud link");
+            status.add_section(
+                "cloud",
+                Box::new(|| {
+                    crate::json::Value::Object(vec![(
+                        "state".into(),
+                        crate::json::Value::String(
+                            "offline (coreThing.iotHost is empty or \"none\")".into(),
+                        ),
+                    )])
+                }),
+            );
             None
         }
         Some(settings) => {

@@ -146,17 +146,16 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, i32> {
             return Err(2);
         }
     };
-    let group = match load_group(&config.write_dir) {
-        Ok((group, group_warnings)) => {
-            warnings.extend(group_warnings);
-            group
+    // A group that fails validation never stops the core: the last good one (or the empty
+    // group) is used and the problems are reported.
+    let (group, group_problems) = Group::load_validated(&config);
+    warnings.extend(group_problems);
+    // A daemon's log is not on the terminal: say it here too. (--foreground echoes the log.)
+    if !opts.foreground {
+        for w in &warnings {
+            eprintln!("sprig: warning: {w}");
         }
-        Err(errors) => {
-            print_errors(&errors);
-            crash_errors(&logging::log_dir(&config.write_dir), &errors);
-            return Err(2);
-        }
-    };
+    }
     let pid_file = config.pid_file_directory.join(PID_FILE_NAME);
     if let Some(pid) = read_pid_file(&pid_file) {
         if pid != std::process::id() as i32 && is_sprig(pid) {
@@ -178,11 +177,6 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, i32> {
         warnings,
         pid_file,
     })
-}
-
-/// The deployed group; replaced by `Group::load_or_last_good` once config lands it.
-fn load_group(write_dir: &Path) -> Result<(Group, Vec<ConfigError>), Vec<ConfigError>> {
-    Group::load(write_dir)
 }
 
 fn print_errors(errors: &[ConfigError]) {
@@ -338,9 +332,8 @@ fn run_daemon(ready: Prepared, mut notify: Option<std::io::PipeWriter>) -> i32 {
     let shutdown = Shutdown::new();
     let child_exits = ChildExits::new();
     let ex = LocalExecutor::new();
-    let write_dir = config.write_dir.clone();
     let core = app::Core {
-        config,
+        config: config.clone(),
         group,
         child_exits: child_exits.clone(),
     };
@@ -349,7 +342,7 @@ fn run_daemon(ready: Prepared, mut notify: Option<std::io::PipeWriter>) -> i32 {
             signals,
             shutdown.clone(),
             child_exits,
-            write_dir,
+            config,
             opts.foreground,
         ))
         .detach();
@@ -401,7 +394,7 @@ async fn signal_loop(
     fd: OwnedFd,
     shutdown: Shutdown,
     child_exits: ChildExits,
-    write_dir: PathBuf,
+    config: Config,
     foreground: bool,
 ) {
     let mut pipe = match async_io::Async::new(File::from(fd)) {
@@ -438,7 +431,7 @@ async fn signal_loop(
             }
         }
         if hup {
-            reload_logging(&write_dir, foreground);
+            reload_logging(&config, foreground);
         }
         if let Some(s) = term {
             log::info!(
@@ -454,27 +447,23 @@ async fn signal_loop(
     }
 }
 
-/// SIGHUP: re-read the group's LoggerDefinitionVersion and reopen every log file.
-fn reload_logging(write_dir: &Path, foreground: bool) {
-    match load_group(write_dir) {
-        Ok((group, _)) => {
-            let settings = logging::Settings::from_group(write_dir, &group.loggers, foreground);
-            let (sys_, lambda) = (settings.system, settings.lambda);
-            logging::init(settings);
-            log::info!(
-                "SIGHUP: logging reloaded: GreengrassSystem {} {} KB, Lambda {} {} KB",
-                sys_.level,
-                sys_.space_bytes / 1024,
-                lambda.level,
-                lambda.space_bytes / 1024
-            );
-        }
-        Err(errors) => {
-            for e in &errors {
-                log::error!("SIGHUP: group not reloaded, logging unchanged: {e}");
-            }
-        }
+/// SIGHUP: re-read the group's LoggerDefinitionVersion (the last good group when group.json
+/// fails validation) and reopen every log file.
+fn reload_logging(config: &Config, foreground: bool) {
+    let (group, problems) = Group::load_validated(config);
+    let settings = logging::Settings::from_group(&config.write_dir, &group.loggers, foreground);
+    let (sys_, lambda) = (settings.system, settings.lambda);
+    logging::init(settings);
+    for p in &problems {
+        log::warn!("SIGHUP: {p}");
     }
+    log::info!(
+        "SIGHUP: logging reloaded: GreengrassSystem {} {} KB, Lambda {} {} KB",
+        sys_.level,
+        sys_.space_bytes / 1024,
+        lambda.level,
+        lambda.space_bytes / 1024
+    );
 }
 
 /// Test hook behind [`LOG_FLOOD_ENV`].
@@ -524,14 +513,15 @@ fn is_running(pid: i32) -> bool {
     }
 }
 
-/// True when `pid` is a running sprig (its argv names a `sprig` program), so a stale pid file
-/// whose pid was reused by another program does not block a start.
+/// True when `pid` is a running sprig (argv[0], or argv[1] behind an interpreter such as
+/// qemu, names a `sprig` program), so a stale pid file whose pid was reused by another
+/// program does not block a start.
 fn is_sprig(pid: i32) -> bool {
     if !is_running(pid) {
         return false;
     }
     match fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmdline) => cmdline.split(|&b| b == 0).any(|arg| {
+        Ok(cmdline) => cmdline.split(|&b| b == 0).take(2).any(|arg| {
             let arg = String::from_utf8_lossy(arg);
             let name = arg.rsplit('/').next().unwrap_or("");
             name.starts_with("sprig")

@@ -94,6 +94,10 @@ pub enum DemoError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// DIR has a config.json or group.json but no demo CA: a real root, not touched.
+    NotADemoRoot {
+        existing: PathBuf,
+    },
 }
 
 impl std::fmt::Display for DemoError {
@@ -111,6 +115,12 @@ impl std::fmt::Display for DemoError {
                 missing.display()
             ),
             DemoError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            DemoError::NotADemoRoot { existing } => write!(
+                f,
+                "{} exists but there is no certs/group-ca.pem next to it: this is not a sprig demo root, \
+                 and the demo does not overwrite it; pick another DIR",
+                existing.display()
+            ),
         }
     }
 }
@@ -154,6 +164,14 @@ pub fn prepare(dir: &Path, port: Option<u16>) -> Result<Demo, DemoError> {
     let (ca, created) = match (ca_cert.exists(), ca_key.exists()) {
         (true, true) => (GroupCa::load(&ca_cert, &ca_key)?, false),
         (false, false) => {
+            for existing in [
+                crate::config::config_path(&root),
+                crate::config::group_path(&root),
+            ] {
+                if existing.exists() {
+                    return Err(DemoError::NotADemoRoot { existing });
+                }
+            }
             let ca = GroupCa::create("sprig demo group CA")?;
             ca.save(&ca_cert, &ca_key)?;
             (ca, true)
@@ -409,4 +427,52 @@ fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(
+            sh_quote(Path::new("/tmp/sprig-demo/a.pem")),
+            "/tmp/sprig-demo/a.pem"
+        );
+        assert_eq!(
+            sh_quote(Path::new("/tmp/my demo/a.pem")),
+            "'/tmp/my demo/a.pem'"
+        );
+        assert_eq!(sh_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+        assert_eq!(sh_quote(Path::new("/tmp/$HOME")), "'/tmp/$HOME'");
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_str(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(json_str("a\nb"), r#""a\u000ab""#);
+        assert_eq!(json_str("/tmp/ü"), "\"/tmp/ü\"");
+    }
+
+    #[test]
+    fn arguments_are_a_directory_and_an_optional_port() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            parse_args(&args(&[])).unwrap(),
+            (PathBuf::from("sprig-demo"), None)
+        );
+        assert_eq!(
+            parse_args(&args(&["d", "--port", "1884"])).unwrap(),
+            (PathBuf::from("d"), Some(1884))
+        );
+        for bad in [
+            &["--port"][..],
+            &["--port", "0"],
+            &["--port", "x"],
+            &["a", "b"],
+            &["--nope"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -8,7 +8,7 @@
 pub const MAX_CONFIG_JSON_BYTES: usize = 64 * 1024;
 
 /// Largest group.json accepted, in bytes. 200 devices and 10,000 subscriptions with long ARNs
-/// fit in about 3 MiB.
+/// fit in about 3 MiB (a 2.2 MB one: `sprig check` 0.15 s, 14 MB peak RSS on x86_64, release).
 pub const MAX_GROUP_JSON_BYTES: usize = 4 * 1024 * 1024;
 
 /// Deepest JSON nesting accepted in any document sprig reads.
@@ -217,3 +217,10 @@ pub const CERT_BACKDATE_SECS: u64 = 3600;
 
 /// Validity of the demo's CA, core and device certificates, days (10 years).
 pub const DEMO_CERT_VALIDITY_DAYS: u32 = 3650;
+
+/// Cloud: wait for one DNS answer, ms (the C library's default is 5 s; a router's resolver
+/// answers in well under a second or not at all).
+pub const CLOUD_DNS_TIMEOUT_MS: u64 = 2_000;
+
+/// Cloud: rounds over the name servers in /etc/resolv.conf before a connect attempt fails.
+pub const CLOUD_DNS_ATTEMPTS: usize = 2;

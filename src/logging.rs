@@ -542,4 +542,82 @@ mod tests {
         assert_eq!(some.lambda.level, LevelFilter::Off);
         assert!(some.cloudwatch_requested);
     }
+
+    /// The one test that installs the process-wide logger (it is global): component routing,
+    /// levels, user logs, crash.log and rotation within Space, on a temp dir.
+    #[test]
+    fn files_follow_the_greengrass_layout_and_keep_to_space() {
+        let dir = std::env::temp_dir().join(format!("sprig-logging-unit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let space_kb = 2;
+        let sys = Logger {
+            component: LoggerComponent::GreengrassSystem,
+            kind: LoggerType::FileSystem,
+            level: LevelFilter::Info,
+            space_kb,
+        };
+        let lambda = Logger {
+            component: LoggerComponent::Lambda,
+            level: LevelFilter::Warn,
+            ..sys
+        };
+        init(Settings::from_group(&dir, &[sys, lambda], false));
+        let logs = log_dir(&dir);
+        log::info!(target: "GGCloudSpooler", "spooled {}", 1);
+        log::info!(target: "sprig::broker::session", "hello");
+        log::debug!("below INFO: dropped");
+        user_log(
+            "us-east-1",
+            "123456789012",
+            "fn",
+            Level::Warn,
+            format_args!("careful"),
+        );
+        user_log(
+            "us-east-1",
+            "123456789012",
+            "fn",
+            Level::Info,
+            format_args!("quiet"),
+        );
+        crash(&logs, "it broke");
+        let read = |p: &str| fs::read_to_string(logs.join(p)).unwrap_or_default();
+        assert!(read("system/GGCloudSpooler.log").ends_with("][INFO]-GGCloudSpooler: spooled 1\n"));
+        let runtime = read("system/runtime.log");
+        assert!(
+            runtime.ends_with("][INFO]-broker::session: hello\n"),
+            "{runtime}"
+        );
+        assert!(!runtime.contains("dropped"));
+        let user = read("user/us-east-1/123456789012/fn.log");
+        assert!(
+            user.contains("][WARN]-fn: careful") && !user.contains("quiet"),
+            "{user}"
+        );
+        assert!(read("crash.log").contains("][ERROR]-crash: it broke"));
+
+        // 200 lines of ~80 bytes into a 2 KB Space: one rotated file, never more than 2 KB.
+        let budget = space_kb * 1024;
+        let total = || {
+            ["system/runtime.log", "system/runtime.log.1"]
+                .iter()
+                .map(|p| fs::metadata(logs.join(p)).map(|m| m.len()).unwrap_or(0))
+                .sum::<u64>()
+        };
+        for i in 0..200 {
+            log::info!("line {i:04} of the rotation test, padded to about eighty bytes");
+            assert!(total() <= budget, "{} > {budget}", total());
+        }
+        assert!(read("system/runtime.log.1").contains("line 01"));
+        assert!(read("system/runtime.log").contains("line 0199"));
+        assert!(total() > budget / 2);
+        // Older rotations left by someone else are removed when the file is opened again.
+        fs::write(logs.join("system/runtime.log.2"), "old").unwrap();
+        init(Settings::from_group(&dir, &[sys, lambda], false));
+        log::info!("after reload");
+        assert!(!logs.join("system/runtime.log.2").exists());
+        assert!(total() <= budget);
+        assert_eq!(dropped_lines(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

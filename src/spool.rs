@@ -133,7 +133,9 @@ impl Spool {
         let mut spool = Spool::memory(budget);
         spool.stats.torn_tails = report.torn_tails;
         spool.stats.corrupt_segments = report.corrupt_segments;
-        spool.next_seq = report.max_seq + 1;
+        // Never reuse a number below the head marker (its segments may all be deleted): such
+        // a record would look acknowledged on the next open.
+        spool.next_seq = (report.max_seq + 1).max(report.head);
         spool.store = Some(store);
         for r in live {
             let cost = r.message_bytes + SPOOL_RECORD_OVERHEAD_BYTES;

@@ -51,28 +51,8 @@ fn make_device(dir: &Path, name: &str) -> Dev {
     let cert = dir.join(format!("{name}.cert.pem"));
     let key = dir.join(format!("{name}.key.pem"));
     let der = dir.join(format!("{name}.cert.der"));
-    let (c, k, d) = (
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-        der.to_str().unwrap(),
-    );
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        k,
-        "-out",
-        c,
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN={name}"),
-    ]);
+    let (c, d) = (cert.to_str().unwrap(), der.to_str().unwrap());
+    openssl_self_signed(&key, &cert, name, &[]);
     openssl(&["x509", "-in", c, "-outform", "DER", "-out", d]);
     let out = Command::new("openssl")
         .args(["dgst", "-sha256", "-r", d])
@@ -134,29 +114,8 @@ fn rig_with(label: &str, runtime_extra: &str, top_extra: &str) -> Rig {
     let root = TestRoot::new(label);
     let certs = root.certs();
     fs::create_dir_all(&certs).unwrap();
-    let ca_key = certs.join("group-ca.key");
+    // TestRoot::new made the group CA (certs/group-ca.pem) the broker's certificate comes from.
     let ca = certs.join("group-ca.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        ca_key.to_str().unwrap(),
-        "-out",
-        ca.to_str().unwrap(),
-        "-days",
-        "30",
-        "-subj",
-        "/CN=sprig test group CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
     let devdir = root.dir.path().join("devices");
     fs::create_dir_all(&devdir).unwrap();
     let (a, b, c) = (
@@ -359,7 +318,7 @@ fn log_text(rig: &Rig) -> String {
 #[test]
 fn a_to_b_with_mosquitto_clients_and_unrouted_topics_dropped() {
     let rig = rig("broker-a2b");
-    let sub = mosquitto_sub(&rig, &rig.b, &["direct/b", "room/+/temp"], 2, "sub-b");
+    let sub = mosquitto_sub(&rig, &rig.b, &["direct/b", "room/+/temp"], 3, "sub-b");
     assert!(sub.wait_for("Subscribed"), "{}", sub.text());
     assert!(
         sub.text().contains("Subscribed (mid: 1): 0, 0"),
@@ -378,7 +337,29 @@ fn a_to_b_with_mosquitto_clients_and_unrouted_topics_dropped() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // TLS 1.2 as well as the default 1.3.
+    let out = Command::new("mosquitto_pub")
+        .args(mosq_args(&rig, &rig.a, "A"))
+        .args([
+            "--tls-version",
+            "tlsv1.2",
+            "-t",
+            "direct/b",
+            "-m",
+            "over-tls12",
+            "-q",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = sub.finish();
+    assert!(text.contains("direct/b over-tls12"), "{text}");
     assert!(text.contains("direct/b first"), "{text}");
     assert!(text.contains("room/kitchen/temp 21.5"), "{text}");
     assert!(!text.contains("unrouted"), "{text}");
@@ -513,6 +494,7 @@ fn garbage_and_truncated_packets_drop_only_that_client() {
         "bad-remaining-length",
         "truncated",
         "silent",
+        "keepalive",
     ] {
         let out = py(&rig, &rig.a, "raw", &[mode]);
         assert!(out.contains("closed"), "{mode}: {out}");
@@ -532,6 +514,7 @@ fn garbage_and_truncated_packets_drop_only_that_client() {
         .success());
     let text = sub.finish();
     assert!(text.contains("direct/b still-here"), "{text}");
+    assert!(wait_counter(&rig, "keep_alive", |n| n == 1));
     assert!(
         wait_counter(&rig, "malformed", |n| n >= 3),
         "{}",
@@ -576,7 +559,7 @@ fn a_thousand_connect_disconnect_cycles_leave_fds_and_rss_flat() {
 
 #[test]
 fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
-    let rig = rig_with("broker-flood", r#""maxWorkItemCount": 16,"#, "");
+    let rig = rig_with("broker-flood", r#""maxWorkItemCount": 4,"#, "");
     let sub = Bg::start(
         &rig,
         &rig.b,
@@ -590,7 +573,7 @@ fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
             &rig,
             &rig.a,
             "publish",
-            &["flood/x", "20000", "512", "0", "20", tag],
+            &["flood/x", "20000", "32", "0", "20", tag],
         );
         assert!(out.contains("connack 0"), "{out}");
     };
@@ -606,7 +589,7 @@ fn a_flood_over_max_work_item_count_is_counted_as_drops_with_rss_flat() {
     flood("n");
     let after = fds_and_rss(rig.daemon.pid);
     assert!(wait_counter(&rig, "queue_full", |n| n > first));
-    assert!(counter(&rig, "capacity") == 16);
+    assert!(counter(&rig, "capacity") == 4);
     eprintln!(
         "flood: fds {} -> {}, RSS {} KiB -> {} KiB",
         before.0, after.0, before.1, after.1
@@ -657,6 +640,23 @@ fn a_stalled_subscriber_does_not_stop_the_others() {
     );
     assert_eq!(counter(&rig, "queue_full"), 0);
     drop(stalled);
+}
+
+#[test]
+fn connections_over_max_connections_are_refused_at_accept() {
+    let rig = rig_with("broker-maxconn", "", r#""sprig": { "maxConnections": 2 },"#);
+    let b = Bg::start(&rig, &rig.b, "stall", &["direct/b", "120"], "hold-b");
+    let c = Bg::start(&rig, &rig.c, "stall", &["room/#", "120"], "hold-c");
+    assert!(b.wait_for("ready") && c.wait_for("ready"));
+    let out = mosquitto_pub(&rig, &rig.a, "A", "direct/b", "x");
+    assert!(!out.status.success());
+    assert!(wait_counter(&rig, "connection_limit", |n| n >= 1));
+    assert!(log_text(&rig).contains("the limit (sprig.maxConnections) is 2"));
+    drop(b);
+    assert!(wait_counter(&rig, "open", |n| n < 2));
+    assert!(mosquitto_pub(&rig, &rig.a, "A", "direct/b", "x")
+        .status
+        .success());
 }
 
 #[test]

@@ -124,7 +124,10 @@ def cmd_raw(port, ca, cert, key, cid, mode):
     s = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
     t = ctx.wrap_socket(s, server_hostname="localhost")
     cid_b = cid.encode()
-    connect = bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, len(cid_b)]) + cid_b
+    keepalive = 2 if mode == "keepalive" else 60
+    connect = (
+        bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, keepalive, 0, len(cid_b)]) + cid_b
+    )
     if mode == "garbage":
         t.sendall(b"\xff\xff\xff\xff\xff\x00garbage" * 50)
     elif mode == "garbage-after-connect":
@@ -141,7 +144,9 @@ def cmd_raw(port, ca, cert, key, cid, mode):
         print("closed")
         return
     elif mode == "silent":
-        pass
+        pass  # no CONNECT: the server gives up after its CONNECT timeout
+    elif mode == "keepalive":
+        t.sendall(connect)  # keep-alive 2 s, then silence: closed after 1.5 x 2 s
     # Wait for the server to close on us.
     start = time.time()
     try:

@@ -327,9 +327,7 @@ fn bad_groups_print_the_guides_messages() {
 #[test]
 fn certificate_files_must_exist_and_hold_pem() {
     let root = Root::new();
-    let cfg = format!(
-        r#"{{"coreThing":{{"iotHost":"a-ats.iot.us-east-1.amazonaws.com","ggHost":"greengrass-ats.iot.us-east-1.amazonaws.com","thingArn":"arn:aws:iot:us-east-1:1:thing/core","caPath":"root.ca.pem","certPath":"core.cert.pem","keyPath":"core.private.key"}}}}"#
-    );
+    let cfg = r#"{"coreThing":{"iotHost":"a-ats.iot.us-east-1.amazonaws.com","ggHost":"greengrass-ats.iot.us-east-1.amazonaws.com","thingArn":"arn:aws:iot:us-east-1:1:thing/core","caPath":"root.ca.pem","certPath":"core.cert.pem","keyPath":"core.private.key"}}"#.to_string();
     root.config(&cfg);
     let out = assert_fails(&root, "coreThing.caPath: ");
     assert!(out.contains("root.ca.pem: cannot read"), "{out}");

@@ -54,6 +54,14 @@ fn main() {
             through_http_connect_proxy_with_basic_auth,
         ),
         (
+            "through_https_proxy_tls_inside_tls",
+            through_https_proxy_tls_inside_tls,
+        ),
+        (
+            "more_than_fifty_filters_open_more_connections",
+            more_than_fifty_filters_open_more_connections,
+        ),
+        (
             "no_proxy_addresses_bypass_the_proxy",
             no_proxy_addresses_bypass_the_proxy,
         ),
@@ -535,5 +543,101 @@ fn kill_9_mid_burst_loses_nothing_spooled() {
         &got[..promised],
         &want[..],
         "every spooled message, in order"
+    );
+}
+
+/// An https:// proxy: tinyproxy behind a TLS terminator (tests/tls_forward.py, Python stdlib),
+/// certificate signed by the test CA. The MQTT TLS runs inside the proxy's TLS.
+fn through_https_proxy_tls_inside_tls() {
+    let d = Dir::new("httpsproxy");
+    certs(&d.0);
+    let m = Mosquitto::start(&d);
+    let _sub = cloud_sub(&d, &m, "up/#", "sub.out");
+    let (_tp, pport) = tinyproxy(&d, m.port);
+    let tport = free_port();
+    let _fwd = Proc(
+        Command::new("python3")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tls_forward.py"))
+            .arg(tport.to_string())
+            .arg(d.path("server.pem"))
+            .arg(d.path("server.key"))
+            .arg(pport.to_string())
+            .stdout(fs::File::create(d.path("fwd.out")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(block_wait(|| fs::read_to_string(d.path("fwd.out"))
+        .unwrap_or_default()
+        .contains("ready")));
+    let mut s = settings(&d, m.port, &[]);
+    let mut p = proxy_settings(tport, "sprig", "s3cret", &[]);
+    p.url = format!("https://localhost:{tport}");
+    p.tls = true;
+    p.host = "localhost".into();
+    s.proxy = Some(p);
+    let ex = LocalExecutor::new();
+    let (cloud, _) = start(&ex, s, Spool::memory(1 << 20));
+    async_io::block_on(ex.run(async {
+        for i in 0..10 {
+            cloud.publish("up/s", Bytes::from(i.to_string())).unwrap();
+        }
+        assert!(
+            wait_until(|| dedup(&lines(&d, "sub.out")).len() >= 10).await,
+            "{:?}",
+            cloud.status()
+        );
+    }));
+    assert_eq!(dedup(&lines(&d, "sub.out")), expected("s", 10));
+    let log = fs::read_to_string(d.path("tinyproxy.log")).unwrap_or_default();
+    assert!(log.contains(&format!("localhost:{}", m.port)), "{log}");
+}
+
+/// 120 cloud-sourced filters: `-c00` and `-c01` carry 50 each, `-c02` the last 20.
+fn more_than_fifty_filters_open_more_connections() {
+    let d = Dir::new("manyfilters");
+    certs(&d.0);
+    let m = Mosquitto::start(&d);
+    let filters: Vec<String> = (0..120).map(|i| format!("f/{i}")).collect();
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let ex = LocalExecutor::new();
+    let (cloud, inbox) = start(&ex, settings(&d, m.port, &refs), Spool::memory(1 << 20));
+    async_io::block_on(ex.run(async {
+        assert!(
+            wait_until(|| connected(&cloud)).await,
+            "{:?}",
+            cloud.status()
+        );
+        assert!(wait_until(|| m.log().contains("Received SUBSCRIBE from core-c02")).await);
+        for f in ["f/0", "f/49", "f/50", "f/119"] {
+            cloud_pub(&d, &m, f, f, "0");
+        }
+        assert!(
+            wait_until(|| inbox.borrow().len() >= 4).await,
+            "{:?}",
+            inbox.borrow()
+        );
+    }));
+    let ids: Vec<String> = cloud
+        .status()
+        .connections
+        .iter()
+        .map(|c| c.client_id.clone())
+        .collect();
+    assert_eq!(ids, ["core-c00", "core-c01", "core-c02"]);
+    let mut got: Vec<String> = inbox.borrow().iter().map(|(t, _)| t.clone()).collect();
+    got.sort();
+    assert_eq!(got, ["f/0", "f/119", "f/49", "f/50"]);
+    // mosquitto logs each granted filter as `<client id> <qos> <filter>`.
+    let log = m.log();
+    let count = |id: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("{id} 0 f/")))
+            .count()
+    };
+    assert_eq!(
+        (count("core-c00"), count("core-c01"), count("core-c02")),
+        (50, 50, 20),
+        "{log}"
     );
 }

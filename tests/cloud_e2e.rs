@@ -39,8 +39,8 @@ fn openssl(args: &[&str]) -> Output {
 }
 
 /// A root whose config.json points the cloud link at the test mosquitto (legacy cert paths:
-/// root.ca.pem = the cloud CA, core.cert.pem / core.private.key = the core's identity), a group
-/// CA for the local broker, device A, and the GGCloudSpooler settings `spooler_env`.
+/// root.ca.pem = the cloud CA, core.cert.pem / core.private.key = the core's identity), device
+/// A, and the GGCloudSpooler settings `spooler_env`.
 fn rig(label: &str, spooler_env: &str) -> Rig {
     let cloud = Dir::new(&format!("e2e-{label}"));
     cloud_peer::certs(&cloud.0);
@@ -50,51 +50,15 @@ fn rig(label: &str, spooler_env: &str) -> Rig {
     fs::copy(cloud.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
     fs::copy(cloud.path("core.pem"), certs.join("core.cert.pem")).unwrap();
     fs::copy(cloud.path("core.key"), certs.join("core.private.key")).unwrap();
+    // TestRoot made the group CA the local broker issues its server certificate from.
     let group_ca = certs.join("group-ca.pem");
     let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&certs.join("group-ca.key")),
-        "-out",
-        &s(&group_ca),
-        "-days",
-        "30",
-        "-subj",
-        "/CN=group CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
     let (dev_cert, dev_key, der) = (
         cloud.path("A.pem"),
         cloud.path("A.key"),
         cloud.path("A.der"),
     );
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &s(&dev_key),
-        "-out",
-        &s(&dev_cert),
-        "-days",
-        "30",
-        "-subj",
-        "/CN=A",
-    ]);
+    openssl_self_signed(&dev_key, &dev_cert, "A", &[]);
     openssl(&[
         "x509",
         "-in",
@@ -272,6 +236,11 @@ fn device_to_cloud_and_cloud_to_device_through_the_daemon() {
         "{}",
         status(&rig)
     );
+    // The cloud link adds no thread: still one.
+    assert_eq!(
+        proc_status_field(daemon.pid, "Threads").as_deref(),
+        Some("1")
+    );
 }
 
 #[test]
@@ -290,20 +259,39 @@ fn kill_9_with_the_filesystem_spool_then_restart_delivers_what_was_spooled() {
         "{}",
         daemon.output()
     );
-    let out = device_publish(&rig, "up/k", &numbered(0..3000));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The device keeps publishing (QoS 1) from a feeder thread while sprig is killed.
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(dev_args(&rig))
+        .args(["-q", "1", "-t", "up/k", "-l"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        // 20,000 small messages (~1.5 MB of spool budget: none is dropped for space), paced
+        // so the burst is still going when the status file shows 2,000 spooled.
+        for i in 0..20_000 {
+            if writeln!(stdin, "{i}").is_err() {
+                break;
+            }
+            if i % 20 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    });
     // Wait until the status file shows a good part of the burst spooled, then kill -9.
     let mut seen = 0;
     assert!(wait_until(PATIENCE, || {
         seen = stat(&rig, "spool", "messages").unwrap_or(0);
-        seen >= 500
+        seen >= 2000
     }));
     daemon.signal(9);
     assert!(daemon.wait_exit(PATIENCE).is_some());
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let _ = feeder.join();
     let segs = fs::read_dir(rig.root.write_dir().join("ggc/var/state/spool"))
         .unwrap()
         .count();
@@ -330,6 +318,8 @@ fn kill_9_with_the_filesystem_spool_then_restart_delivers_what_was_spooled() {
     let want: Vec<String> = (0..got.len()).map(|i| format!("up/k {i}")).collect();
     assert_eq!(got, want, "a gap-free prefix of the burst, in order");
     assert!(got.len() as u64 >= seen);
+    assert!(got.len() < 20_000, "the kill came mid-burst");
+    assert_eq!(stat(&rig, "spool", "dropped_full"), Some(0));
 }
 
 #[test]
@@ -412,6 +402,8 @@ fn persistent_session_delivers_what_the_cloud_sent_while_sprig_was_down() {
     mosq.stop();
     let rig = Rig { mosq, ..rig };
     let daemon = rig.root.start();
+    // Up (listening) before the device connects: mosquitto_sub does not retry a refusal.
+    assert!(wait_until(PATIENCE, || stat(&rig, "spool", "messages").is_some()));
     let sub_out = rig.root.dir.path().join("dev.out");
     let _dev = Proc(
         Command::new("stdbuf")
@@ -419,14 +411,16 @@ fn persistent_session_delivers_what_the_cloud_sent_while_sprig_was_down() {
             .args(dev_args(&rig))
             .args(["-d", "-v", "-t", "down/#"])
             .stdout(fs::File::create(&sub_out).unwrap())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(rig.root.dir.path().join("dev.err")).unwrap())
             .spawn()
             .unwrap(),
     );
     let dev_text = || fs::read_to_string(&sub_out).unwrap_or_default();
     assert!(
         wait_until(PATIENCE, || dev_text().contains("SUBACK")),
-        "{}",
+        "device: {} {}\ndaemon: {}",
+        dev_text(),
+        fs::read_to_string(rig.root.dir.path().join("dev.err")).unwrap_or_default(),
         daemon.output()
     );
     let mut mosq = rig.mosq;

@@ -229,10 +229,9 @@ impl Conn {
             let wake = {
                 let readable = async {
                     if flushed && !closing {
-                        match self.s.sock.readable().await {
-                            Ok(()) => Wake::Readable,
-                            Err(_) => Wake::Readable,
-                        }
+                        // An error shows up again on the read that follows.
+                        let _ = self.s.sock.readable().await;
+                        Wake::Readable
                     } else {
                         future::pending().await
                     }
@@ -472,16 +471,15 @@ impl Conn {
             self.send(|b| ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(b))?;
             return Err(End::Refused("only MQTT 3.1.1 is supported".into()));
         }
-        let refuse = |why: String| why;
         let thing = match self.hub.device_for_certificate(&self.cert_id) {
-            None => Err(refuse(format!(
+            None => Err(format!(
                 "certificate {} is not the certificate of any device in the group (client id {:?})",
                 self.cert_id, c.client_id
-            ))),
-            Some(t) if t != c.client_id => Err(refuse(format!(
+            )),
+            Some(t) if t != c.client_id => Err(format!(
                 "client id {:?} is not the thing name {:?} of certificate {}",
                 c.client_id, t, self.cert_id
-            ))),
+            )),
             Some(t) => Ok(t.to_string()),
         };
         let thing = match thing {

@@ -265,7 +265,14 @@ impl Hub {
                 }
                 Some(Endpoint::ShadowService) => {
                     bump(&self.stats.dropped_shadow);
-                    log::info!(
+                    // Once at info, then at debug: a chatty device must not flood the log.
+                    let level = if self.stats.dropped_shadow.get() == 1 {
+                        log::Level::Info
+                    } else {
+                        log::Level::Debug
+                    };
+                    log::log!(
+                        level,
                         "shadow request on {:?} from {:?} dropped: the local shadow service is not built yet",
                         item.topic,
                         item.source
@@ -308,5 +315,144 @@ pub async fn run_dispatcher(hub: Rc<Hub>) {
             }
         }
         futures_lite::future::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Subscription;
+    use crate::workq::SharedQueue;
+
+    fn dev(n: &str) -> Endpoint {
+        Endpoint::Device(n.into())
+    }
+
+    fn hub() -> Rc<Hub> {
+        let sub = |s: Endpoint, subject: &str, t: Endpoint| Subscription {
+            id: String::new(),
+            source: s,
+            subject: subject.into(),
+            target: t,
+        };
+        let group = Group {
+            subscriptions: vec![
+                sub(dev("A"), "t/#", dev("B")),
+                sub(dev("A"), "t/#", dev("C")),
+                sub(dev("A"), "up", Endpoint::Cloud),
+                sub(
+                    dev("A"),
+                    "$aws/things/A/shadow/update",
+                    Endpoint::ShadowService,
+                ),
+            ],
+            ..Group::default()
+        };
+        Hub::new(&group, SharedQueue::new(8, 1 << 20), 10)
+    }
+
+    fn item(topic: &str, n: usize) -> WorkItem {
+        WorkItem {
+            source: dev("A"),
+            topic: topic.into(),
+            payload: Bytes::from(vec![7u8; n]),
+        }
+    }
+
+    struct Sink(RefCell<Vec<String>>);
+    impl CloudSink for Sink {
+        fn send(&self, topic: &str, _payload: &Bytes) -> bool {
+            self.0.borrow_mut().push(topic.into());
+            true
+        }
+    }
+
+    #[test]
+    fn delivers_one_shared_frame_to_every_subscribed_target() {
+        let h = hub();
+        let (b, c) = (Rc::new(Outbox::new("B")), Rc::new(Outbox::new("C")));
+        h.register(b.clone());
+        h.register(c.clone());
+        assert!(b.add_filter("t/+"));
+        // C is connected but has not subscribed: nothing for C.
+        let mut scratch = Vec::new();
+        h.deliver(&item("t/x", 3), &mut scratch);
+        let f = b.take().expect("B gets the message");
+        assert!(b.take().is_none() && !c.has_frames());
+        // A QoS 0 PUBLISH: 0x30, remaining length, topic, payload.
+        assert_eq!(&f[..], &[0x30, 8, 0, 3, b't', b'/', b'x', 7, 7, 7]);
+        // Not routed / routed to targets not built / not connected.
+        h.deliver(&item("other", 1), &mut scratch);
+        h.deliver(&item("$aws/things/A/shadow/update", 1), &mut scratch);
+        h.deliver(&item("up", 1), &mut scratch);
+        let s = &h.stats;
+        assert_eq!(
+            (
+                s.dropped_no_route.get(),
+                s.dropped_shadow.get(),
+                s.dropped_cloud.get()
+            ),
+            (1, 1, 1)
+        );
+        let sink = Rc::new(Sink(RefCell::new(Vec::new())));
+        h.set_cloud_sink(sink.clone());
+        h.deliver(&item("up", 1), &mut scratch);
+        assert_eq!(*sink.0.borrow(), vec!["up".to_string()]);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_for_that_device_only() {
+        let h = hub();
+        let (b, c) = (Rc::new(Outbox::new("B")), Rc::new(Outbox::new("C")));
+        for o in [&b, &c] {
+            h.register(o.clone());
+            o.add_filter("t/#");
+        }
+        let mut scratch = Vec::new();
+        let n = limits::SESSION_OUTBOUND_MESSAGES + 10;
+        for _ in 0..n {
+            h.deliver(&item("t/x", 1), &mut scratch);
+            // C keeps reading, B never does.
+            assert!(c.take().is_some());
+        }
+        assert_eq!(h.stats.dropped_slow_subscriber.get(), 10);
+        let mut queued = 0;
+        while b.take().is_some() {
+            queued += 1;
+        }
+        assert_eq!(queued, limits::SESSION_OUTBOUND_MESSAGES);
+        // The byte bound holds too: two frames of a third of it fit, the next two do not, for
+        // B and C alike (neither reads now).
+        let big = limits::SESSION_OUTBOUND_BYTES / 3;
+        for _ in 0..4 {
+            h.deliver(&item("t/x", big), &mut scratch);
+        }
+        assert_eq!(h.stats.dropped_slow_subscriber.get(), 10 + 2 * 2);
+    }
+
+    #[test]
+    fn a_new_connection_with_the_same_client_id_replaces_the_old() {
+        let h = hub();
+        let (old, new) = (Rc::new(Outbox::new("B")), Rc::new(Outbox::new("B")));
+        h.register(old.clone());
+        h.register(new.clone());
+        assert!(old.replaced.get() && !new.replaced.get());
+        // The old connection's cleanup must not remove the new registration.
+        h.unregister(&old);
+        assert_eq!(h.connected_devices(), vec!["B".to_string()]);
+        h.unregister(&new);
+        assert!(h.connected_devices().is_empty());
+    }
+
+    #[test]
+    fn filters_are_bounded_per_device() {
+        let o = Outbox::new("B");
+        for i in 0..limits::SESSION_MAX_FILTERS {
+            assert!(o.add_filter(&format!("f/{i}")));
+        }
+        assert!(o.add_filter("f/0"), "re-subscribing is not a new filter");
+        assert!(!o.add_filter("f/new"));
+        o.remove_filter("f/0");
+        assert!(o.add_filter("f/new"));
     }
 }

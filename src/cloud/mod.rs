@@ -7,11 +7,15 @@
 //!   `x-amzn-mqtt-ca` on port 443) and TLS over any byte stream.
 //! * [`proxy`]: `coreThing.networkProxy`: noProxyAddresses, HTTP CONNECT with Basic auth.
 //! * [`task`]: the async driver, one task per connection, reconnecting forever.
+//! * [`dns`]: a stub resolver (hosts file, then UDP to resolv.conf's name servers), because
+//!   `getaddrinfo` would block the one thread for its whole timeout when the uplink is down.
 //!
 //! Connections: `<thing>-c00` sends the spool and carries the first
 //! [`CLOUD_MAX_SUBSCRIPTIONS_PER_CONNECTION`] cloud-sourced filters; `-c01`, `-c02`, ... carry
 //! the next ones. The bare `<thing>` id is reserved for the control (deployment) connection,
-//! which sprig does not open yet.
+//! which sprig does not open yet. With persistent subscriptions every `-cNN` connection uses
+//! cleanSession=0 (Greengrass opens a separate connection for the persistent session; sprig has
+//! no system components that need a clean one).
 //!
 //! The seam with the rest of the core: the dispatcher calls [`Cloud::publish`] for every
 //! message routed to Target `cloud` (it goes through the spool, QoS 1 upstream), and the cloud
@@ -30,6 +34,7 @@ use crate::config::{Config, Endpoint, Group, NetworkProxy, SpoolStorage, Spooler
 use crate::limits::{CLOUD_MAX_CONNECTIONS, CLOUD_MAX_SUBSCRIPTIONS_PER_CONNECTION};
 use crate::spool::{PushError, Spool, SpoolStats};
 
+pub mod dns;
 pub mod link;
 pub mod proxy;
 mod task;
@@ -439,5 +444,78 @@ impl Cloud {
             inbound_delivered: self.0.inbound_delivered.get(),
             inbound_dropped: self.0.inbound_dropped.get(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"{{"coreThing":{{"caPath":"ca.pem","certPath":"c.pem","keyPath":"k.pem",
+            "thingArn":"arn:aws:iot:us-east-1:123456789012:thing/MyCore","iotHost":"x-ats.iot.us-east-1.amazonaws.com",
+            "ggHost":"greengrass-ats.iot.us-east-1.amazonaws.com"{extra}}},"runtime":{{"cgroup":{{"useSystemd":"no"}}}}}}"#
+        );
+        let root = Path::new("/greengrass");
+        Config::parse(text.as_bytes(), root, Path::new("config.json"))
+            .map(|(c, _)| c)
+            .unwrap()
+    }
+
+    fn group(cloud_subs: usize, persistent: bool) -> Group {
+        let subs: Vec<String> = (0..cloud_subs)
+            .map(|i| format!(r#"{{"Id":"s{i}","Source":"cloud","Subject":"t/{i}/#","Target":"GGShadowService"}}"#))
+            .collect();
+        let quality = if persistent {
+            "AtLeastOncePersistent"
+        } else {
+            "AtMostOnce"
+        };
+        let text = format!(
+            r#"{{"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}},
+            "FunctionDefinitionVersion":{{"Functions":[{{"Id":"sp","FunctionArn":"arn:aws:lambda:::function:GGCloudSpooler:1",
+            "FunctionConfiguration":{{"Environment":{{"Variables":{{"GG_CONFIG_SUBSCRIPTION_QUALITY":"{quality}"}}}},"Executable":"spooler","Pinned":true}}}}]}}}}"#,
+            subs.join(",")
+        );
+        Group::parse(text.as_bytes(), Path::new("group.json"))
+            .map(|(g, _)| g)
+            .unwrap()
+    }
+
+    #[test]
+    fn alpn_exactly_on_443_and_offline_when_host_none() {
+        let s = CloudSettings::from_config(&config(""), &group(0, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.port, s.alpn), (8883, false));
+        assert_eq!(s.ca, Path::new("/greengrass/certs/ca.pem"));
+        let s = CloudSettings::from_config(&config(r#","iotMqttPort":443"#), &group(0, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.port, s.alpn), (443, true));
+        let mut offline = config("");
+        offline.core_thing.iot_host = "none".into();
+        assert!(CloudSettings::from_config(&offline, &group(0, false))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn client_ids_and_fifty_subscriptions_per_connection() {
+        let s = CloudSettings::from_config(&config(""), &group(0, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.connection_count(), s.client_id(0)),
+            (1, "MyCore-c00".to_string())
+        );
+        let s = CloudSettings::from_config(&config(""), &group(120, true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.filters.len(), 120);
+        assert_eq!(s.connection_count(), 3);
+        assert_eq!(s.client_id(2), "MyCore-c02");
+        assert!(s.persistent);
     }
 }

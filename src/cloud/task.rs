@@ -2,7 +2,7 @@
 //! [`Link`] session over it, and reconnect with backoff forever.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,8 +22,9 @@ type Tcp = Async<TcpStream>;
 
 /// The connection, direct or through an HTTP(S) proxy tunnel.
 enum Conn {
-    Direct(TlsWire<Tcp>),
-    ViaTlsProxy(TlsWire<TlsWire<Tcp>>),
+    // Boxed: rustls connections are over a kilobyte; keep the task future small.
+    Direct(Box<TlsWire<Tcp>>),
+    ViaTlsProxy(Box<TlsWire<TlsWire<Tcp>>>),
 }
 
 impl Conn {
@@ -230,11 +231,9 @@ pub(super) async fn flush_spool(shared: Rc<Shared>) {
     }
 }
 
-/// TCP to `host:port`. Name resolution is the C library's (blocking, normally from cache).
+/// TCP to `host:port`, resolved without blocking ([`super::dns`]).
 async fn tcp_connect(host: &str, port: u16) -> Result<Tcp, String> {
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let addrs = super::dns::resolve(host, port).await?;
     let mut last = format!("{host} has no address");
     for addr in addrs {
         match Async::<TcpStream>::connect(addr).await {
@@ -256,7 +255,7 @@ async fn connect(s: &CloudSettings) -> Result<Conn, String> {
         let tcp = tcp_connect(&s.host, s.port).await?;
         return TlsWire::connect(tcp, cfg, &s.host)
             .await
-            .map(Conn::Direct)
+            .map(|t| Conn::Direct(Box::new(t)))
             .map_err(tls_err);
     };
     let mut tcp = tcp_connect(&p.host, p.port)
@@ -275,13 +274,13 @@ async fn connect(s: &CloudSettings) -> Result<Conn, String> {
         tunnel(&mut ptls, p, s).await?;
         TlsWire::connect(ptls, cfg, &s.host)
             .await
-            .map(Conn::ViaTlsProxy)
+            .map(|t| Conn::ViaTlsProxy(Box::new(t)))
             .map_err(tls_err)
     } else {
         tunnel(&mut tcp, p, s).await?;
         TlsWire::connect(tcp, cfg, &s.host)
             .await
-            .map(Conn::Direct)
+            .map(|t| Conn::Direct(Box::new(t)))
             .map_err(tls_err)
     }
 }

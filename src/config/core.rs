@@ -1324,6 +1324,23 @@ mod tests {
     }
 
     #[test]
+    fn mutated_documents_never_panic() {
+        // Every single-byte deletion and a few substitutions at every position of the guide's
+        // example: any result is fine, a panic is not.
+        let doc = GUIDE_EXAMPLE.as_bytes();
+        for i in 0..doc.len() {
+            let mut cut = doc.to_vec();
+            cut.remove(i);
+            let _ = Config::parse(&cut, Path::new(ROOT), Path::new(FILE));
+            for b in [b'"', b'{', b'0', b'\\', 0xff] {
+                let mut m = doc.to_vec();
+                m[i] = b;
+                let _ = Config::parse(&m, Path::new(ROOT), Path::new(FILE));
+            }
+        }
+    }
+
+    #[test]
     fn all_errors_are_collected() {
         let s = offline(
             r#","keepAlive":1,"ggMqttPort":1"#,

@@ -251,6 +251,20 @@ impl Group {
                 });
             }
         }
+        // A deployment for another core is a mistake (a cloud core never receives one).
+        if let Some(core) = self.cores.first() {
+            let ours = &config.core_thing.thing_arn;
+            if config.cloud_enabled() && !ours.is_empty() && core.thing_arn != *ours {
+                errors.push(ConfigError {
+                    file: super::group_path(&config.write_dir),
+                    key: "CoreDefinitionVersion.Cores[0].ThingArn".into(),
+                    message: format!(
+                        "found \"{}\"; this core is \"{ours}\" (config.json coreThing.thingArn)",
+                        core.thing_arn
+                    ),
+                });
+            }
+        }
         errors
     }
 
@@ -1539,9 +1553,7 @@ mod tests {
                 .1
                 .contains("whole number")
         );
-        let exec = format!(
-            r#"[{{"Id":"ip","FunctionArn":"arn:aws:lambda:::function:GGIPDetector:1","FunctionConfiguration":{{"Pinned":true,"MemorySize":32768,"Timeout":3,"Environment":{{"Execution":{{"IsolationMode":"NoContainer"}}}}}}}}]"#
-        );
+        let exec = r#"[{"Id":"ip","FunctionArn":"arn:aws:lambda:::function:GGIPDetector:1","FunctionConfiguration":{"Pinned":true,"MemorySize":32768,"Timeout":3,"Environment":{"Execution":{"IsolationMode":"NoContainer"}}}}]"#.to_string();
         assert_eq!(
             one_error(&group(&exec, "[]")).1,
             "Execution configuration for function with arn arn:aws:lambda:::function:GGIPDetector:1 is not allowed."
@@ -1802,5 +1814,84 @@ mod tests {
         let (g, _) = ok(&s);
         assert_eq!(g.validate_against(&config).len(), 1);
         assert_eq!(ok(&group("[]", "[]")).0.validate_against(&config), vec![]);
+    }
+
+    #[test]
+    fn core_must_be_this_core_when_online() {
+        let (g, _) = ok(&group("[]", "[]"));
+        let cfg = |arn: &str, host: &str| {
+            let doc = format!(
+                r#"{{"coreThing":{{"iotHost":"{host}","ggHost":"g","thingArn":"{arn}","caPath":"a","certPath":"b","keyPath":"c"}}}}"#
+            );
+            Config::parse(doc.as_bytes(), Path::new("/gg"), Path::new("/gg/c.json"))
+                .unwrap()
+                .0
+        };
+        assert!(g.validate_against(&cfg(&thing("core"), "h.iot")).is_empty());
+        let e = g.validate_against(&cfg(&thing("other"), "h.iot"));
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key, "CoreDefinitionVersion.Cores[0].ThingArn");
+        assert!(e[0].message.contains("this core is"), "{}", e[0].message);
+        // Offline (the demo): not checked.
+        assert!(g.validate_against(&cfg(&thing("other"), "none")).is_empty());
+    }
+
+    #[test]
+    fn mutated_documents_never_panic() {
+        let doc = group(
+            &function(
+                r#"{"MemorySize":1,"Environment":{"Execution":{"IsolationMode":"GreengrassContainer","RunAs":{"Uid":1}}}}"#,
+            ),
+            "[]",
+        );
+        let doc = doc.as_bytes();
+        for i in 0..doc.len() {
+            let mut cut = doc.to_vec();
+            cut.remove(i);
+            let _ = Group::parse(&cut, Path::new(FILE));
+            for b in [b'"', b'[', b'1', 0x80] {
+                let mut m = doc.to_vec();
+                m[i] = b;
+                let _ = Group::parse(&m, Path::new(FILE));
+            }
+        }
+    }
+
+    #[test]
+    fn largest_group_fits_the_limits() {
+        // 200 devices and 10,000 subscriptions with realistic ARNs and topics.
+        let devices: Vec<String> = (0..limits::MAX_GROUP_DEVICES)
+            .map(|i| device(&format!("device-{i:04}")))
+            .collect();
+        let subs: Vec<String> = (0..limits::MAX_GROUP_SUBSCRIPTIONS)
+            .map(|i| {
+                let (a, b) = (i % limits::MAX_GROUP_DEVICES, (i + 1) % limits::MAX_GROUP_DEVICES);
+                format!(
+                    r#"{{"Id":"subscription-{i:05}","Source":"{}","Subject":"building/floor-{}/sensors/+/temperature","Target":"{}"}}"#,
+                    thing(&format!("device-{a:04}")),
+                    i % 97,
+                    thing(&format!("device-{b:04}"))
+                )
+            })
+            .collect();
+        let doc = format!(
+            r#"{{"DeviceDefinitionVersion":{{"Devices":[{}]}},"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}}}}"#,
+            devices.join(","),
+            subs.join(",")
+        );
+        assert!(
+            doc.len() < limits::MAX_GROUP_JSON_BYTES,
+            "{} bytes",
+            doc.len()
+        );
+        let (g, w) = ok(&doc);
+        assert!(w.is_empty());
+        assert_eq!((g.devices.len(), g.subscriptions.len()), (200, 10_000));
+        // One more subscription is refused.
+        let more = doc.replacen(r#""Subscriptions":["#, r#""Subscriptions":[{"Id":"x","Source":"cloud","Subject":"t","Target":"GGShadowService"},"#, 1);
+        assert_eq!(
+            one_error(&more).1,
+            "found 10001 entries; allowed at most 10000"
+        );
     }
 }

@@ -24,6 +24,16 @@ pub struct GroupCa {
     cert_pem: String,
 }
 
+impl std::fmt::Debug for GroupCa {
+    /// Names the CA by its certificate id; never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = super::certificate_id(&self.cert_der);
+        f.debug_struct("GroupCa")
+            .field("certificate_id", &id)
+            .finish()
+    }
+}
+
 /// A newly issued certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -120,13 +130,19 @@ impl GroupCa {
         let mut params = params_for(common_name, SystemTime::now(), DEMO_CERT_VALIDITY_DAYS);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params, "client certificate")
+        self.sign(
+            params,
+            &generate_key("client certificate")?,
+            "client certificate",
+        )
     }
 
-    /// Issues the local MQTT server certificate: SANs `localhost`, `127.0.0.1`, `::1` and `addrs`,
-    /// valid from `now` (backdated a little for clock skew) for `validity_days`.
+    /// Issues the local MQTT server certificate for `key` (a new ECDSA P-256 key when `None`):
+    /// SANs `localhost`, `127.0.0.1`, `::1` and `addrs`, valid from `now` (backdated a little for
+    /// clock skew) for `validity_days`.
     pub(crate) fn issue_server(
         &self,
+        key: Option<&KeyPair>,
         addrs: &[IpAddr],
         now: SystemTime,
         validity_days: u32,
@@ -146,7 +162,11 @@ impl GroupCa {
             .extend(addrs.iter().map(|a| SanType::IpAddress(*a)));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.sign(params, "server certificate")
+        let what = "server certificate";
+        match key {
+            Some(key) => self.sign(params, key, what),
+            None => self.sign(params, &generate_key(what)?, what),
+        }
     }
 
     /// `true` when `der` is a certificate this CA signed.
@@ -160,11 +180,15 @@ impl GroupCa {
         cert.verify_signature(Some(ca.public_key())).is_ok()
     }
 
-    fn sign(&self, mut params: CertificateParams, what: &'static str) -> Result<Issued, PkiError> {
-        let key = generate_key(what)?;
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        key: &KeyPair,
+        what: &'static str,
+    ) -> Result<Issued, PkiError> {
         params.use_authority_key_identifier_extension = true;
         let cert = params
-            .signed_by(&key, &self.issuer, &self.key)
+            .signed_by(key, &self.issuer, &self.key)
             .map_err(issue_err(what))?;
         Ok(Issued {
             cert_pem: cert.pem(),

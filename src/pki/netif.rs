@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::limits::MAX_SERVER_CERT_ADDRS;
 
-/// The addresses of every interface that is up, except loopback ones: sorted, without duplicates,
-/// at most [`MAX_SERVER_CERT_ADDRS`]. An error means "unknown", not "none": callers keep what
+/// The addresses of every interface that is up, except loopback ones (IPv6 link-local included:
+/// a client may dial `fe80::…%eth0`): sorted, without duplicates, at most
+/// [`MAX_SERVER_CERT_ADDRS`]. An error means "unknown", not "none": callers keep what
 /// they had.
 pub fn interface_addrs() -> io::Result<Vec<IpAddr>> {
     let mut addrs = Vec::new();

@@ -6,7 +6,9 @@
 //! (b) else, when `ROOT/certs/group-ca.pem` and `group-ca.key` exist: a certificate sprig issues
 //!     from that CA and keeps in `WRITE_DIR/ggc/var/state/server/server.crt` + `server.key`
 //!     (0600), reused while it is valid for more than [`SERVER_CERT_RENEW_BEFORE_SECS`] and its
-//!     addresses match the host's, re-issued otherwise;
+//!     addresses match the host's, re-issued otherwise. When `MQTTServerCertificate` names only
+//!     a `privateKeyPath` (Greengrass then has the cloud certify that key), sprig certifies that
+//!     key with the group CA instead and leaves the key where it is;
 //! (c) else [`PkiError::NoServerIdentity`], naming the files looked for.
 //!
 //! Rotation without dropping devices: rustls reads a `ServerConfig` only when a handshake starts,
@@ -20,7 +22,7 @@
 //! [`SERVER_CERT_RECHECK_SECS`]: crate::limits::SERVER_CERT_RECHECK_SECS
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::KeyPair;
@@ -132,17 +134,46 @@ impl ServerCertSettings {
         self.state_dir.join("server.crt")
     }
 
-    /// `WRITE_DIR/ggc/var/state/server/server.key`.
+    /// The server key: `MQTTServerCertificate.privateKeyPath` when only the key is configured,
+    /// else `WRITE_DIR/ggc/var/state/server/server.key` (sprig makes it).
     pub fn stored_key_path(&self) -> PathBuf {
-        self.state_dir.join("server.key")
+        match self.own_key() {
+            Some(key) => key.to_path_buf(),
+            None => self.state_dir.join("server.key"),
+        }
+    }
+
+    /// A configured `privateKeyPath` without `certificatePath`: the user's key, which sprig
+    /// certifies with the group CA (where Greengrass would have the cloud sign it).
+    fn own_key(&self) -> Option<&Path> {
+        match &self.configured {
+            Some(p) if p.certificate_path.is_none() => Some(&p.private_key_path),
+            _ => None,
+        }
     }
 
     /// Picks the source and returns the identity; `addrs` are the host's interface addresses.
     pub fn identity(&self, now: SystemTime, addrs: &[IpAddr]) -> Result<ServerIdentity, PkiError> {
-        if let Some(principal) = &self.configured {
-            return configured_identity(principal);
+        if let Some(Principal {
+            private_key_path,
+            certificate_path: Some(cert_path),
+        }) = &self.configured
+        {
+            return load_pair(cert_path, private_key_path, IdentitySource::Configured);
         }
         if !(self.group_ca_cert.exists() && self.group_ca_key.exists()) {
+            if let Some(key) = self.own_key() {
+                return Err(PkiError::UnusableKey {
+                    path: key.to_path_buf(),
+                    detail: format!(
+                        "crypto.principals.MQTTServerCertificate has privateKeyPath but no certificatePath, \
+                         and there is no group CA ({}, {}) to certify the key; add certificatePath \
+                         (a certificate for that key) or the group CA",
+                        self.group_ca_cert.display(),
+                        self.group_ca_key.display()
+                    ),
+                });
+            }
             return Err(PkiError::NoServerIdentity {
                 looked_for: vec![
                     PathBuf::from("config.json crypto.principals.MQTTServerCertificate"),
@@ -194,11 +225,27 @@ impl ServerCertSettings {
         let days = self
             .validity_days
             .clamp(MIN_SERVER_CERT_VALIDITY_DAYS, MAX_SERVER_CERT_VALIDITY_DAYS);
-        let issued = ca.issue_server(&addrs, now, days)?;
         let (cert_path, key_path) = (self.stored_cert_path(), self.stored_key_path());
-        // Key first: a crash between the two renames leaves a pair that does not match, which
-        // load_stored notices and replaces.
-        write_file_atomic(&key_path, issued.key_pem.as_bytes(), FileMode::Secret)?;
+        let issued = match self.own_key() {
+            Some(own) => {
+                let pair =
+                    KeyPair::from_pem(&read_pem_text(own)?).map_err(|e| PkiError::UnusableKey {
+                        path: own.to_path_buf(),
+                        detail: format!(
+                            "sprig cannot certify this key ({e}); it needs an unencrypted PKCS#8 \
+                             ECDSA or RSA key (convert with `openssl pkcs8 -topk8 -nocrypt`)"
+                        ),
+                    })?;
+                ca.issue_server(Some(&pair), &addrs, now, days)?
+            }
+            None => {
+                let issued = ca.issue_server(None, &addrs, now, days)?;
+                // Key first: a crash between the two renames leaves a pair that does not
+                // match, which load_stored notices and replaces.
+                write_file_atomic(&key_path, issued.key_pem.as_bytes(), FileMode::Secret)?;
+                issued
+            }
+        };
         write_file_atomic(&cert_path, issued.cert_pem.as_bytes(), FileMode::Public)?;
         let facts = cert_facts(&issued.cert_der, &cert_path)?;
         let key = load_private_key(&key_path)?;
@@ -220,38 +267,27 @@ impl ServerCertSettings {
     }
 }
 
-/// Source (a): both paths are required; sprig cannot ask the cloud to certify a bare key.
-fn configured_identity(principal: &Principal) -> Result<ServerIdentity, PkiError> {
-    let Some(cert_path) = &principal.certificate_path else {
-        return Err(PkiError::UnusableKey {
-            path: principal.private_key_path.clone(),
-            detail: "crypto.principals.MQTTServerCertificate has privateKeyPath but no certificatePath; \
-                     add certificatePath (a certificate for that key), or remove the principal so sprig \
-                     issues one from certs/group-ca.pem"
-                .into(),
-        });
-    };
-    load_pair(
-        cert_path,
-        &principal.private_key_path,
-        IdentitySource::Configured,
-    )
-}
-
-/// Loads a certificate chain and its key, checking the key belongs to the leaf when sprig can
-/// read the key type (PKCS#8); rustls checks the rest when it builds its config.
+/// Loads a certificate chain and its key, checking that rustls can sign with the key and that it
+/// belongs to the leaf.
 fn load_pair(
-    cert_path: &PathBuf,
-    key_path: &PathBuf,
+    cert_path: &Path,
+    key_path: &Path,
     source: IdentitySource,
 ) -> Result<ServerIdentity, PkiError> {
     let cert_chain = load_cert_chain(cert_path)?;
     let key = load_private_key(key_path)?;
     let facts = cert_facts(&cert_chain[0], cert_path)?;
-    if let Ok(pair) = KeyPair::from_pem(&read_pem_text(key_path)?) {
-        if pair.public_key_der() != spki_of(&cert_chain[0], cert_path)? {
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
+        PkiError::UnusableKey {
+            path: key_path.to_path_buf(),
+            detail: format!("cannot sign TLS handshakes with this key: {e}"),
+        }
+    })?;
+    // Every ring key type reports its public key; a signer that does not is not compared.
+    if let Some(public) = signer.public_key() {
+        if public.as_ref() != spki_of(&cert_chain[0], cert_path)?.as_slice() {
             return Err(PkiError::UnusableKey {
-                path: key_path.clone(),
+                path: key_path.to_path_buf(),
                 detail: format!("is not the key of {}", cert_path.display()),
             });
         }
@@ -262,8 +298,8 @@ fn load_pair(
         not_after: facts.not_after,
         addrs: facts.addrs,
         source,
-        cert_path: cert_path.clone(),
-        key_path: key_path.clone(),
+        cert_path: cert_path.to_path_buf(),
+        key_path: key_path.to_path_buf(),
         issued: false,
     })
 }
@@ -275,9 +311,9 @@ struct CertFacts {
     addrs: Vec<IpAddr>,
 }
 
-fn cert_facts(der: &[u8], path: &PathBuf) -> Result<CertFacts, PkiError> {
+fn cert_facts(der: &[u8], path: &Path) -> Result<CertFacts, PkiError> {
     let malformed = |detail: String| PkiError::Malformed {
-        path: path.clone(),
+        path: path.to_path_buf(),
         detail,
     };
     let (_, cert) = x509_parser::parse_x509_certificate(der)

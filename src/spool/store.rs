@@ -49,6 +49,8 @@ pub struct OpenReport {
     pub corrupt_segments: u64,
     /// Highest sequence number seen in any record (0 when none).
     pub max_seq: u64,
+    /// The head marker: every sequence number below it is gone.
+    pub head: u64,
 }
 
 struct Segment {
@@ -101,13 +103,23 @@ impl Store {
             buf: Vec::new(),
         };
         let mut live = Vec::new();
-        let mut report = OpenReport::default();
+        let mut report = OpenReport {
+            head,
+            ..OpenReport::default()
+        };
         let n = ids.len();
         for (i, id) in ids.into_iter().enumerate() {
             let path = seg_path(dir, id);
             let before = live.len();
             match scan_segment(&path, id, head, i + 1 == n, &mut live, &mut report) {
-                Ok(last_seq) => store.closed.push_back(Segment { id, last_seq }),
+                Ok(Some(last_seq)) => store.closed.push_back(Segment { id, last_seq }),
+                // No record (crashed before the first write): delete it, or a new segment
+                // could get the same name and be deleted with it later.
+                Ok(None) => {
+                    if let Err(e) = fs::remove_file(&path) {
+                        log::warn!("spool: cannot delete empty {}: {e}", path.display());
+                    }
+                }
                 Err(why) => {
                     live.truncate(before);
                     report.corrupt_segments += 1;
@@ -164,8 +176,9 @@ impl Store {
         };
         // One write call per record: a crash leaves it whole or as a torn tail.
         if let Err(e) = file.write_all(&self.buf) {
-            // The segment may now end in a partial record; start a fresh one next time.
-            self.close_active();
+            // Cut off any partial record (disk full, I/O error) so the next append starts
+            // clean; if even that fails, a reopen sees it as a torn tail or damage.
+            let _ = file.set_len(*size);
             return Err(e);
         }
         let loc = DiskLoc {
@@ -242,8 +255,9 @@ impl Store {
     }
 }
 
-/// Reads one segment, pushing its live records (seq >= head). Returns its last sequence number,
-/// or why it is corrupt. A torn record at the end of the last segment is cut off.
+/// Reads one segment, pushing its live records (seq >= head). Returns its last sequence number
+/// (`None` when it holds no record), or why it is corrupt. A torn record at the end of the last
+/// segment is cut off.
 fn scan_segment(
     path: &Path,
     id: u64,
@@ -251,7 +265,7 @@ fn scan_segment(
     is_last: bool,
     live: &mut Vec<Recovered>,
     report: &mut OpenReport,
-) -> Result<u64, String> {
+) -> Result<Option<u64>, String> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -297,11 +311,11 @@ fn scan_segment(
             );
             report.torn_tails += 1;
             file.set_len(offset).map_err(|e| e.to_string())?;
-            return Ok(last_seq);
+            return Ok((offset > 0).then_some(last_seq));
         }
         return Err(format!("{fail} at offset {offset}"));
     }
-    Ok(last_seq)
+    Ok((offset > 0).then_some(last_seq))
 }
 
 /// Reads the next record from the file position into `buf` (header and body); returns its

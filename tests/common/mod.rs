@@ -4,7 +4,7 @@
 //! Compiled into every test crate (`mod common;`), so not every crate uses every helper.
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::net::TcpListener;
@@ -119,7 +119,24 @@ impl TestRoot {
     pub fn new(label: &str) -> TestRoot {
         let root = TestRoot::empty(label);
         root.write_config(&root.default_config());
+        root.write_group_ca();
         root
+    }
+
+    /// `certs/group-ca.pem` and `group-ca.key` (EC P-256, made by the openssl CLI): the local
+    /// broker needs a server identity to start (issue 3 §1 (b)), and issues it from this CA.
+    pub fn write_group_ca(&self) {
+        let (key, cert) = (
+            self.certs().join("group-ca.key"),
+            self.certs().join("group-ca.pem"),
+        );
+        let ca_ext = [
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ];
+        openssl_self_signed(&key, &cert, "sprig test group CA", &ca_ext);
     }
 
     /// The directory layout without config.json.
@@ -212,6 +229,14 @@ impl TestRoot {
             .ok()
     }
 
+    /// Runs `sprig COMMAND -r ROOT EXTRA...` to completion: (status, stdout, stderr).
+    pub fn sprig(&self, command: &str, extra: &[&str]) -> (ExitStatus, String, String) {
+        let mut args: Vec<OsString> =
+            vec![command.into(), "-r".into(), self.root().into_os_string()];
+        args.extend(extra.iter().map(Into::into));
+        run_sprig(args)
+    }
+
     /// Starts `sprig start -r ROOT --foreground -i` (plus `extra` args and `env`).
     pub fn start(&self) -> Daemon {
         Daemon::spawn(self, &["--foreground", "-i"], &[])
@@ -295,10 +320,7 @@ impl Drop for Daemon {
 
 /// `kill(pid, sig)`; errors (the process is gone) are ignored.
 pub fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+    let _ = sprig::sys::kill(pid, sig);
 }
 
 /// True when a process with this pid exists (and is not a zombie).
@@ -354,4 +376,32 @@ pub fn files_size(dir: &Path, prefix: &str) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// A self-signed EC P-256 certificate and its key (PEM), made by the openssl CLI.
+pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[&str]) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl (the tests need the openssl CLI)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
