@@ -26,5 +26,8 @@ export SPRIG_TEST_PYTHON="$PWD/.venv/bin/python"
 # 3. The tests of the host build.
 cargo test --locked 2>&1
 
+# 3b. Every parser's fuzz target for FUZZ_SECONDS (default 20) each (proof work; skips without nightly).
+if [ -x scripts/fuzz-smoke.sh ]; then ./scripts/fuzz-smoke.sh; fi
+
 # 4. Cross builds, size budgets and the ARM scenarios under qemu (when present).
 if [ -x scripts/test-cross.sh ]; then ./scripts/test-cross.sh; fi

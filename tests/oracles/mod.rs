@@ -1,0 +1,178 @@
+//! What each fuzz target checks, shared by the cargo-fuzz targets in fuzz/ (through `#[path]`)
+//! and by tests/fuzz_regressions.rs, which replays every saved reproducer under
+//! tests/data/fuzz-regressions/<target>/ in the normal `cargo test`.
+//!
+//! Each function takes arbitrary bytes and panics only when sprig misbehaves.
+#![allow(dead_code)] // every user calls a different subset
+
+use std::path::Path;
+
+use bytes::BytesMut;
+use mqttbytes::v4::{self, Packet};
+use sprig::json::{self, Value};
+use sprig::limits::{MAX_GROUP_JSON_BYTES, MAX_JSON_DEPTH, MAX_LOCAL_PACKET_BYTES};
+use sprig::topic::{filter_matches, has_wildcard, validate_topic_filter, validate_topic_name};
+
+/// Same value, numbers compared as numbers (JSON does not distinguish `1` from `1.0`, nor `-0`
+/// from `0`: the writer may print either form).
+fn same(a: &Value, b: &Value) -> bool {
+    let num = |v: &Value| match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k1, v1), (k2, v2))| k1 == k2 && same(v1, v2))
+        }
+        _ => match (num(a), num(b)) {
+            (Some(p), Some(q)) => p == q,
+            _ => a == b,
+        },
+    }
+}
+
+/// The JSON reader never panics; what it accepts, the writer writes in a form the reader
+/// accepts again with the same value.
+pub fn json(data: &[u8]) {
+    let Ok(v) = json::parse(data, MAX_GROUP_JSON_BYTES, MAX_JSON_DEPTH) else {
+        return;
+    };
+    let text = json::to_string(&v);
+    // No size limit here: escaping can make the written form longer than the input.
+    let again = json::parse(text.as_bytes(), usize::MAX, MAX_JSON_DEPTH)
+        .unwrap_or_else(|e| panic!("writer output not readable: {e}\n{text}"));
+    assert!(same(&v, &again), "read(write(v)) != v\n{v:?}\n{again:?}");
+}
+
+/// config.json: errors, never a panic.
+pub fn config_json(data: &[u8]) {
+    let _ = sprig::config::Config::parse(
+        data,
+        Path::new("/greengrass"),
+        Path::new("/greengrass/config/config.json"),
+    );
+}
+
+/// group.json: errors, never a panic.
+pub fn group_json(data: &[u8]) {
+    let _ = sprig::config::Group::parse(data, Path::new("group.json"));
+}
+
+/// "filter \0 topic": validation and matching never panic and follow MQTT 3.1.1 where that can
+/// be checked without a second matcher.
+pub fn topic(data: &[u8]) {
+    let mut parts = data.splitn(2, |&b| b == 0);
+    let (Ok(filter), Ok(topic)) = (
+        std::str::from_utf8(parts.next().unwrap_or_default()),
+        std::str::from_utf8(parts.next().unwrap_or_default()),
+    ) else {
+        return;
+    };
+    let filter_ok = validate_topic_filter(filter).is_ok();
+    let topic_ok = validate_topic_name(topic).is_ok();
+    let m = filter_matches(filter, topic);
+    if topic_ok {
+        // Every valid topic name is a valid filter that matches exactly itself.
+        assert!(
+            validate_topic_filter(topic).is_ok(),
+            "topic {topic:?} is not a valid filter"
+        );
+        assert!(
+            filter_matches(topic, topic),
+            "{topic:?} does not match itself"
+        );
+        // `#` matches every topic except those starting with `$` (MQTT 3.1.1 §4.7.2).
+        assert_eq!(
+            filter_matches("#", topic),
+            !topic.starts_with('$'),
+            "# vs {topic:?}"
+        );
+        if filter_ok && !has_wildcard(filter) {
+            assert_eq!(m, filter == topic, "{filter:?} vs {topic:?}");
+        }
+    }
+}
+
+/// The broker's packet path after TLS, as src/broker/conn.rs runs it: frame with
+/// `mqttbytes::check` against sprig's packet limit, decode with `v4::read`, frame after frame;
+/// topics and filters through sprig's validation. Errors end the connection, never the process.
+pub fn mqtt_packet(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    loop {
+        if mqttbytes::check(buf.iter(), MAX_LOCAL_PACKET_BYTES).is_err() {
+            return; // incomplete (wait for more), oversize or malformed header (close)
+        }
+        match v4::read(&mut buf, MAX_LOCAL_PACKET_BYTES) {
+            Ok(Packet::Publish(p)) => {
+                let _ = validate_topic_name(&p.topic);
+            }
+            Ok(Packet::Subscribe(s)) => {
+                for f in &s.filters {
+                    let _ = validate_topic_filter(&f.path);
+                }
+            }
+            Ok(Packet::Unsubscribe(u)) => {
+                for t in &u.topics {
+                    let _ = validate_topic_filter(t);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A spool segment as found on disk after a crash (any bytes): record decoding never panics,
+/// always advances, re-encodes to the same record; `Spool::open` on a directory holding these
+/// bytes as a segment recovers what it can, stays within its budget, and every message it
+/// recovered can be read back and acknowledged.
+pub fn spool_record(data: &[u8]) {
+    use sprig::spool::{decode_record, encode_record, Spool};
+    let mut rest = data;
+    while let Ok((r, used)) = decode_record(rest) {
+        assert!(
+            used > 0 && used <= rest.len(),
+            "decode_record used {used} of {}",
+            rest.len()
+        );
+        let mut again = Vec::new();
+        encode_record(&mut again, r.seq, r.qos, r.topic, r.payload);
+        let (r2, used2) = decode_record(&again).expect("a re-encoded record decodes");
+        assert_eq!(
+            (r2.seq, r2.qos, r2.topic, r2.payload, used2),
+            (r.seq, r.qos, r.topic, r.payload, again.len())
+        );
+        rest = &rest[used..];
+    }
+
+    let dir = std::env::temp_dir().join(format!("sprig-fuzz-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("0000000000000001.seg"), data).expect("write segment");
+    let budget = sprig::limits::MIN_SPOOL_MAX_BYTES;
+    if let Ok(mut spool) = Spool::open(&dir, budget) {
+        let stats = spool.stats();
+        assert!(
+            stats.bytes <= budget,
+            "recovered {} bytes over the {budget} budget",
+            stats.bytes
+        );
+        let mut after = None;
+        let mut n = 0;
+        while let Some((seq, _msg)) = spool.next_after(after) {
+            assert!(after.is_none_or(|a| seq > a), "sequence went backwards");
+            after = Some(seq);
+            spool.ack(seq);
+            n += 1;
+            assert!(n <= stats.messages + 1, "more messages than recovered");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
