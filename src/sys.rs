@@ -1,7 +1,9 @@
 //! The only `unsafe` in sprig: thin wrappers over libc calls that std does not offer
-//! (fork, setsid, signals, waitpid, dup2). Each returns `io::Result` built from `errno`.
+//! (fork, setsid, signals, waitpid, dup2, getifaddrs). Each returns `io::Result` built
+//! from `errno`. The crate root denies `unsafe_code` everywhere else.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -180,4 +182,59 @@ pub fn signal_pipe(signals: &[i32]) -> io::Result<OwnedFd> {
         }
     }
     Ok(read)
+}
+
+/// The addresses of every interface that is up, except loopback and unspecified ones, in the
+/// order `getifaddrs(3)` lists them (duplicates included).
+pub fn interface_addrs() -> io::Result<Vec<IpAddr>> {
+    let mut addrs = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs only writes the head of a list it allocates; we free it below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut node = head;
+    while !node.is_null() {
+        // SAFETY: `node` is an element of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*node };
+        node = ifa.ifa_next;
+        let flags = ifa.ifa_flags as libc::c_int;
+        if flags & libc::IFF_UP == 0 || flags & libc::IFF_LOOPBACK != 0 || ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points to a sockaddr whose sa_family says its real
+        // type; we read it as sockaddr_in/sockaddr_in6 only for the matching family.
+        let addr = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+                }
+                _ => continue,
+            }
+        };
+        if !addr.is_loopback() && !addr.is_unspecified() {
+            addrs.push(addr);
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_addrs_leave_out_loopback() {
+        let addrs = interface_addrs().unwrap();
+        assert!(addrs
+            .iter()
+            .all(|a| !a.is_loopback() && !a.is_unspecified()));
+    }
 }
