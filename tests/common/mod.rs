@@ -254,8 +254,27 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `sprig start -r ROOT ARGS...` with extra environment.
     pub fn spawn(root: &TestRoot, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let log = fs::File::create(root.stderr_file()).expect("create stderr file");
-        let log2 = log.try_clone().expect("dup stderr file");
+        fs::File::create(root.stderr_file()).expect("create stderr file");
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(root.stderr_file())
+            .expect("open stderr file");
+        Daemon::spawn_with_stderr(root, args, env, log.into())
+    }
+
+    /// [`Daemon::spawn`] with stderr going to `stderr` (stdout still appends to the stderr
+    /// file).
+    pub fn spawn_with_stderr(
+        root: &TestRoot,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Daemon {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.stderr_file())
+            .expect("open stderr file");
         let mut cmd = sprig_bin();
         cmd.arg("start")
             .arg("-r")
@@ -263,7 +282,7 @@ impl Daemon {
             .args(args)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2);
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
