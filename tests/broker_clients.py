@@ -118,16 +118,61 @@ def cmd_stall(port, ca, cert, key, cid, filters, seconds):
     time.sleep(float(seconds))
 
 
-def cmd_raw(port, ca, cert, key, cid, mode):
-    """Raw TLS abuse: garbage after the handshake, a truncated packet, or silence."""
+def raw_tls(port, ca, cert, key):
     ctx = tls_context(ca, cert, key)
     s = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
-    t = ctx.wrap_socket(s, server_hostname="localhost")
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def connect_packet(cid, keepalive):
+    """MQTT 3.1.1 CONNECT, clean session (client ids here are under 100 bytes)."""
     cid_b = cid.encode()
-    keepalive = 2 if mode == "keepalive" else 60
-    connect = (
-        bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, keepalive, 0, len(cid_b)]) + cid_b
-    )
+    return bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, keepalive, 0, len(cid_b)]) + cid_b
+
+
+def publish_packet(topic, payload):
+    """QoS 0 PUBLISH."""
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + payload
+    n, rl = len(body), b""
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        rl += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            break
+    return b"\x30" + rl + body
+
+
+def cmd_burst(port, ca, cert, key, cid, topic, count, size, tag):
+    """Sends `count` QoS 0 PUBLISHes of `size` bytes in one write after the CONNACK, so the
+    server decrypts hundreds of complete packets per TLS record: far more than a tiny work queue
+    holds, whatever the machine's load. Payload starts with TAG-<i>-."""
+    t = raw_tls(port, ca, cert, key)
+    t.sendall(connect_packet(cid, 60))
+    connack = b""
+    while len(connack) < 4:
+        chunk = t.recv(4 - len(connack))
+        if not chunk:
+            break
+        connack += chunk
+    print(f"connack {connack[3] if len(connack) == 4 else 'none'}", flush=True)
+    frames = []
+    for i in range(int(count)):
+        head = f"{tag}-{i}-".encode()
+        frames.append(publish_packet(topic, head + b"x" * max(0, int(size) - len(head))))
+    t.sendall(b"".join(frames) + b"\xe0\x00")  # ... then DISCONNECT
+    print(f"sent {count}", flush=True)
+    try:
+        while t.recv(4096):
+            pass
+    except (ssl.SSLError, OSError):
+        pass
+
+
+def cmd_raw(port, ca, cert, key, cid, mode):
+    """Raw TLS abuse: garbage after the handshake, a truncated packet, or silence."""
+    t = raw_tls(port, ca, cert, key)
+    connect = connect_packet(cid, 2 if mode == "keepalive" else 60)
     if mode == "garbage":
         t.sendall(b"\xff\xff\xff\xff\xff\x00garbage" * 50)
     elif mode == "garbage-after-connect":
@@ -168,6 +213,7 @@ def main():
         "subscribe": cmd_subscribe,
         "stall": cmd_stall,
         "raw": cmd_raw,
+        "burst": cmd_burst,
     }[cmd](port, ca, cert, key, cid, *rest)
 
 
