@@ -32,19 +32,6 @@ struct Rig {
     stranger: Dev,
 }
 
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A self-signed EC P-256 certificate for `name`, and its AWS IoT certificate id (SHA-256 of
 /// the DER), both from the openssl CLI.
 fn make_device(dir: &Path, name: &str) -> Dev {
@@ -261,20 +248,7 @@ impl Drop for Bg {
 }
 
 fn mosq_args(rig: &Rig, dev: &Dev, client_id: &str) -> Vec<String> {
-    vec![
-        "-h".into(),
-        "localhost".into(),
-        "-p".into(),
-        rig.root.mqtt_port.to_string(),
-        "--cafile".into(),
-        rig.ca.display().to_string(),
-        "--cert".into(),
-        dev.cert.display().to_string(),
-        "--key".into(),
-        dev.key.display().to_string(),
-        "-i".into(),
-        client_id.into(),
-    ]
+    mosquitto_device_args(rig.root.mqtt_port, &rig.ca, &dev.cert, &dev.key, client_id)
 }
 
 fn mosquitto_pub(rig: &Rig, dev: &Dev, client_id: &str, topic: &str, msg: &str) -> Output {

@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -397,30 +397,75 @@ pub fn files_size(dir: &Path, prefix: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A self-signed EC P-256 certificate and its key (PEM), made by the openssl CLI.
-pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[&str]) {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
-        .args(extra)
+/// mosquitto_pub/mosquitto_sub arguments for a device on sprig's local broker (TLS on
+/// localhost:`port`, client certificate, client id).
+pub fn mosquitto_device_args(
+    port: u16,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    client_id: &str,
+) -> Vec<String> {
+    let s = |p: &Path| p.display().to_string();
+    vec![
+        "-h".into(),
+        "localhost".into(),
+        "-p".into(),
+        port.to_string(),
+        "--cafile".into(),
+        s(ca),
+        "--cert".into(),
+        s(cert),
+        "--key".into(),
+        s(key),
+        "-i".into(),
+        client_id.into(),
+    ]
+}
+
+/// Runs `openssl ARGS...` in `dir` and asserts it succeeded.
+pub fn openssl_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("openssl");
+    cmd.args(args).current_dir(dir);
+    run_openssl(&mut cmd)
+}
+
+/// Runs `openssl ARGS...` in the current directory and asserts it succeeded.
+pub fn openssl(args: &[&str]) -> Output {
+    run_openssl(Command::new("openssl").args(args))
+}
+
+fn run_openssl(cmd: &mut Command) -> Output {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
         .expect("run openssl (the tests need the openssl CLI)");
     assert!(
         out.status.success(),
-        "openssl: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A self-signed EC P-256 certificate and its key (PEM), made by the openssl CLI.
+pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[&str]) {
+    run_openssl(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert)
+            .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
+            .args(extra),
     );
 }
