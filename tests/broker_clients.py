@@ -7,6 +7,7 @@ setup itself failed. The Rust test decides what the observations mean.
 import socket
 import ssl
 import sys
+import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -102,6 +103,49 @@ def cmd_subscribe(port, ca, cert, key, cid, filters, expect, stop_after):
     for t, p in got:
         print(f"msg {t} {p[:24].split(b'x')[0].decode(errors='replace')} {len(p)}")
     print(f"count {len(got)}")
+
+
+def cmd_lockstep(port, ca, cert, key, cid, sub_cert, sub_key, sub_cid, sub_filter, topic, count, size):
+    """Publishes `count` messages of `size` bytes at QoS 1 as CID and waits, after each, until
+    the subscriber SUB_CID (same process, subscribed to SUB_FILTER first) has received
+    it. The subscriber never falls behind by more than one message, however slow the machine:
+    a loss can only be the broker's doing. Prints `received N` and `published N`."""
+    sub, sub_rc = client(port, ca, sub_cert, sub_key, sub_cid)
+    got = []
+    codes = {}
+    arrived = threading.Condition()
+
+    def on_message(cl, ud, m):
+        with arrived:
+            got.append(m.payload[:24])
+            arrived.notify()
+
+    sub.on_subscribe = lambda cl, ud, mid, granted: codes.setdefault("g", granted)
+    sub.on_message = on_message
+    sub.loop_start()
+    wait(lambda: "rc" in sub_rc)
+    sub.subscribe(sub_filter, 0)
+    wait(lambda: "g" in codes)
+    pub, pub_rc = client(port, ca, cert, key, cid)
+    pub.loop_start()
+    wait(lambda: "rc" in pub_rc)
+    print(f"connack {pub_rc.get('rc')} {sub_rc.get('rc')}", flush=True)
+    published = 0
+    for i in range(int(count)):
+        head = f"ls-{i}-".encode()
+        info = pub.publish(topic, head + b"x" * max(0, int(size) - len(head)), qos=1)
+        info.wait_for_publish(PATIENCE)
+        published += info.is_published()
+        # A lost message shows up as a timeout here; stop waiting for the rest then.
+        with arrived:
+            if not arrived.wait_for(lambda: any(p.startswith(head) for p in got[-4:]), PATIENCE):
+                break
+    print(f"published {published}")
+    print(f"received {len(got)}")
+    pub.disconnect()
+    sub.disconnect()
+    pub.loop_stop()
+    sub.loop_stop()
 
 
 def cmd_stall(port, ca, cert, key, cid, filters, seconds):
@@ -214,6 +258,7 @@ def main():
         "stall": cmd_stall,
         "raw": cmd_raw,
         "burst": cmd_burst,
+        "lockstep": cmd_lockstep,
     }[cmd](port, ca, cert, key, cid, *rest)
 
 
