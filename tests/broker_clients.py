@@ -55,6 +55,8 @@ def cmd_churn(port, ca, cert, key, cid, n, bad_cert=None, bad_key=None):
             c.loop(0.01)
         else:
             refused += 1
+            if not use_bad:
+                print(f"cycle {i}: good certificate, CONNACK {rc.get('rc')} at {time.time():.3f}")
         c.socket() and c.socket().close()
     print(f"ok {ok}")
     print(f"refused {refused}")
