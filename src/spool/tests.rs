@@ -170,6 +170,26 @@ fn reopen_keeps_unacked_in_order() {
     assert!(segs <= 1, "{segs} segments left");
 }
 
+/// A spool directory bigger than the budget it is opened with (the budget was lowered):
+/// only the newest messages that fit are indexed, the rest are counted as dropped.
+#[test]
+fn reopen_with_a_smaller_budget_keeps_the_newest() {
+    let d = TempDir::new("shrink");
+    {
+        let mut s = Spool::open(&d.0, BUDGET).unwrap();
+        for i in 0..300 {
+            push(&mut s, i, 500);
+        }
+        s.flush();
+    }
+    let small = 10 * cost("t/299".len(), 500);
+    let mut s = Spool::open(&d.0, small).unwrap();
+    assert_eq!(s.stats().messages, 10);
+    assert_eq!(s.stats().dropped_full, 290);
+    assert!(s.stats().bytes <= small);
+    assert_eq!(drain(&mut s), topics(290..300));
+}
+
 #[test]
 fn unflushed_acks_resend_never_lose() {
     let d = TempDir::new("unflushed");
