@@ -26,6 +26,8 @@ def client(port, ca, cert, key, cid, keepalive=60):
     c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
     rc = {}
     c.on_connect = lambda cl, ud, flags, code: rc.setdefault("rc", code)
+    # A refused client is closed without a CONNACK.
+    c.on_disconnect = lambda cl, ud, code: rc.setdefault("rc", "closed")
     c.connect("127.0.0.1", port, keepalive)
     return c, rc
 
@@ -249,6 +251,44 @@ def cmd_raw(port, ca, cert, key, cid, mode):
     print(f"server closed after {time.time() - start:.1f}")
 
 
+def cmd_coalesced(port, ca, cert, key, cid):
+    """TLS 1.3 handshake through memory BIOs, then the client's last handshake flight and its
+    CONNECT in one send (as a fast client's packets can arrive): prints the CONNACK code."""
+    ctx = tls_context(ca, cert, key)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    s = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            s.sendall(out.read())
+            data = s.recv(65536)
+            if not data:
+                print("closed during handshake")
+                return
+            inc.write(data)
+    tls.write(connect_packet(cid, 60))
+    s.sendall(out.read())  # Certificate, CertificateVerify, Finished and CONNECT together
+    end = time.time() + PATIENCE
+    while time.time() < end:
+        try:
+            got = tls.read(4)
+            if got[:1] == b"\x20":
+                print(f"connack {got[3]}")
+                return
+        except ssl.SSLWantReadError:
+            data = s.recv(65536)
+            if not data:
+                break
+            inc.write(data)
+        except ssl.SSLError:
+            break
+    print("no connack")
+
+
 def main():
     cmd = sys.argv[1]
     port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
@@ -261,6 +301,7 @@ def main():
         "raw": cmd_raw,
         "burst": cmd_burst,
         "lockstep": cmd_lockstep,
+        "coalesced": cmd_coalesced,
     }[cmd](port, ca, cert, key, cid, *rest)
 
 

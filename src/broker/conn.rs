@@ -170,6 +170,11 @@ struct Conn {
 
 impl Conn {
     async fn run(&mut self) -> End {
+        // The client's first packets may have come in the same read as its last handshake
+        // flight: rustls holds them decrypted and the socket will not wake us for them.
+        if let Err(end) = self.drain_plaintext() {
+            return end;
+        }
         let mut closing = false;
         loop {
             // 1. Parse what we have, within the per-wake budget, unless the socket is backed up.
@@ -480,7 +485,9 @@ impl Conn {
         let thing = match thing {
             Ok(t) => t,
             Err(why) => {
-                self.send(|b| ConnAck::new(ConnectReturnCode::NotAuthorized, false).write(b))?;
+                // Closed without a CONNACK, as AWS IoT does: the AWS IoT Device SDK for Python
+                // takes any CONNACK, even "not authorized", as a successful connect() and
+                // retries forever; a hang-up makes connect() raise (tests/sdk.rs).
                 return Err(End::Refused(why));
             }
         };

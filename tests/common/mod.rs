@@ -430,7 +430,7 @@ pub fn openssl_in(dir: &Path, args: &[&str]) -> Output {
     run_openssl(&mut cmd)
 }
 
-/// Runs `openssl ARGS...` in the current directory and asserts it succeeded.
+/// Runs the openssl CLI with `args`; panics with its stderr when it fails.
 pub fn openssl(args: &[&str]) -> Output {
     run_openssl(Command::new("openssl").args(args))
 }
@@ -468,4 +468,147 @@ pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[
             .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
             .args(extra),
     );
+}
+
+/// Account and region of the test groups' ARNs.
+pub const TEST_ARN: &str = "arn:aws:iot:us-east-1:123456789012";
+
+/// A group device made by the openssl CLI: thing name, certificate, key, certificate id.
+pub struct Dev {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub id: String,
+}
+
+impl Dev {
+    /// `arn:aws:iot:...:thing/NAME`.
+    pub fn thing_arn(&self) -> String {
+        format!("{TEST_ARN}:thing/{}", self.name)
+    }
+
+    /// This device's entry in group.json's `DeviceDefinitionVersion.Devices`.
+    pub fn group_entry(&self) -> String {
+        format!(
+            r#"{{"Id":"{n}","ThingArn":"{t}","CertificateArn":"{TEST_ARN}:cert/{id}","SyncShadow":false}}"#,
+            n = self.name,
+            t = self.thing_arn(),
+            id = self.id
+        )
+    }
+}
+
+/// A self-signed EC P-256 certificate for `name` in `dir`, and its AWS IoT certificate id
+/// (SHA-256 of the DER), both from the openssl CLI.
+pub fn make_device(dir: &Path, name: &str) -> Dev {
+    let cert = dir.join(format!("{name}.cert.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    let der = dir.join(format!("{name}.cert.der"));
+    let (c, d) = (cert.to_str().unwrap(), der.to_str().unwrap());
+    openssl_self_signed(&key, &cert, name, &[]);
+    openssl(&["x509", "-in", c, "-outform", "DER", "-out", d]);
+    let id = String::from_utf8_lossy(&openssl(&["dgst", "-sha256", "-r", d]).stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 64, "certificate id of {name}");
+    Dev {
+        name: name.to_string(),
+        cert,
+        key,
+        id,
+    }
+}
+
+/// The Python with the pinned clients: `$SPRIG_TEST_PYTHON`, else the worktree's `.venv`.
+pub fn python() -> PathBuf {
+    match std::env::var_os("SPRIG_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    }
+}
+
+/// `sprig status -r ROOT --json`, when the daemon is up.
+pub fn status_json(root: &TestRoot) -> Option<String> {
+    let (st, out, _) = run_sprig(["status", "-r", root.root().to_str().unwrap(), "--json"]);
+    st.success().then_some(out)
+}
+
+/// A counter from `sprig status --json` (e.g. `"queue_full"`), by key name.
+pub fn status_counter(root: &TestRoot, key: &str) -> u64 {
+    let s = status_json(root).expect("sprig status");
+    let at = s
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("{key} not in {s}"));
+    s[at + key.len() + 3..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// A background client whose stdout goes to a file (poll it with `wait_for`); killed on drop.
+pub struct Bg {
+    pub child: Child,
+    pub out: PathBuf,
+}
+
+impl Bg {
+    /// Spawns `cmd` with stdout to `out` and stderr to `out` + `.err`.
+    pub fn spawn(mut cmd: Command, out: PathBuf) -> Bg {
+        let f = fs::File::create(&out).unwrap();
+        let e = fs::File::create(out.with_extension("err")).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f)
+            .stderr(e)
+            .spawn()
+            .expect("spawn background client");
+        Bg { child, out }
+    }
+
+    pub fn text(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// What the client wrote to stderr (for failure messages).
+    pub fn errors(&self) -> String {
+        fs::read_to_string(self.out.with_extension("err")).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, what: &str) -> bool {
+        wait_until(PATIENCE, || self.text().contains(what))
+    }
+
+    /// Waits (up to 2 × PATIENCE) for the client to exit, kills it otherwise; its stdout.
+    pub fn finish(mut self) -> String {
+        let end = Instant::now() + PATIENCE * 2;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.text()
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon's stdout/stderr followed by its `system/runtime.log`.
+pub fn log_text(root: &TestRoot, daemon: &Daemon) -> String {
+    let mut s = daemon.output();
+    if let Ok(t) = fs::read_to_string(root.log_dir().join("system").join("runtime.log")) {
+        s.push_str(&t);
+    }
+    s
 }
