@@ -124,10 +124,7 @@ impl Store {
     /// [`OpenReport::over_budget`]). Only failing to create or list the directory is an error.
     pub fn open(dir: &Path, budget: u64) -> io::Result<(Store, VecDeque<Recovered>, OpenReport)> {
         fs::create_dir_all(dir)?;
-        let head = match fs::read(dir.join("head")) {
-            Ok(b) if b.len() == 8 => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
-            _ => 0,
-        };
+        let head = read_head(&dir.join("head"));
         let mut ids: Vec<u64> = Vec::new();
         for ent in fs::read_dir(dir)? {
             let name = ent?.file_name();
@@ -303,6 +300,17 @@ impl Store {
             let _ = file.sync_data();
             self.closed.push_back(seg);
         }
+    }
+}
+
+/// The head marker: 8 bytes, little-endian; anything else (missing, damaged) reads as 0, so
+/// everything on disk counts as unacknowledged (resent: at-least-once). Reads at most 9 bytes.
+fn read_head(path: &Path) -> u64 {
+    let mut b = Vec::with_capacity(9);
+    let read = File::open(path).and_then(|f| f.take(9).read_to_end(&mut b));
+    match (read, <[u8; 8]>::try_from(b.as_slice())) {
+        (Ok(_), Ok(bytes)) => u64::from_le_bytes(bytes),
+        _ => 0,
     }
 }
 

@@ -193,6 +193,25 @@ fn reopen_with_a_smaller_budget_keeps_the_newest() {
     assert_eq!(drain(&mut s), topics(290..300));
 }
 
+/// A damaged head marker (here 1 MiB of junk) reads as "nothing acknowledged": everything on
+/// disk is sent again, nothing is lost, and only 9 bytes of it are read.
+#[test]
+fn a_damaged_head_marker_resends_everything() {
+    let d = TempDir::new("head");
+    {
+        let mut s = spool_with(&d, 0..5, 10);
+        for _ in 0..2 {
+            let (seq, _) = s.next_after(None).unwrap();
+            s.ack(seq);
+        }
+        s.flush();
+    }
+    assert_eq!(Spool::open(&d.0, BUDGET).unwrap().stats().messages, 3);
+    fs::write(d.0.join("head"), vec![0xa5; 1 << 20]).unwrap();
+    let mut s = Spool::open(&d.0, BUDGET).unwrap();
+    assert_eq!(drain(&mut s), topics(0..5));
+}
+
 #[test]
 fn unflushed_acks_resend_never_lose() {
     let d = TempDir::new("unflushed");
