@@ -1,0 +1,51 @@
+#!/bin/sh
+# Installs sprig the way the Greengrass v1 tarball lays out /greengrass:
+#   install.sh [--binary PATH] [--root /greengrass] [--destdir DIR] [--systemd simple|forking|none]
+#   ROOT/certs/                         certificates from the setup tarball (0700)
+#   ROOT/config/                        config.json from the setup tarball
+#   ROOT/ggc/packages/VERSION/bin/sprig the binary (GGC's bin/daemon is a link to it)
+#   ROOT/ggc/core/greengrassd           link to it: `greengrassd start|stop|restart`
+#   ROOT/ggc/var/{log,state}, ROOT/ggc/deployment/group
+# With --systemd (default simple when systemd runs), installs the unit and reloads systemd;
+# it does not enable or start it: put certs and config.json in place first.
+# --destdir stages everything under DIR (for packaging), without touching systemd.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+bin="$here/sprig" root=/greengrass destdir="" systemd=auto
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) bin=$2; shift 2 ;;
+    --root) root=$2; shift 2 ;;
+    --destdir) destdir=$2; shift 2 ;;
+    --systemd) systemd=$2; shift 2 ;;
+    *) echo "usage: $0 [--binary PATH] [--root DIR] [--destdir DIR] [--systemd simple|forking|none]" >&2; exit 2 ;;
+  esac
+done
+[ -f "$bin" ] || { echo "no sprig binary at $bin" >&2; exit 2; }
+# The version comes from the binary itself (`sprig --version` -> "sprig X.Y.Z") unless it
+# cannot run here (staging a foreign-arch package): then from SPRIG_VERSION.
+version=${SPRIG_VERSION:-$("$bin" --version | sed -n 's/^sprig //p')}
+[ -n "$version" ] || { echo "cannot tell the version of $bin; set SPRIG_VERSION" >&2; exit 2; }
+
+R="$destdir$root"
+install -d -m 0755 "$R" "$R/config" "$R/ggc" "$R/ggc/core" "$R/ggc/packages/$version/bin" \
+  "$R/ggc/var" "$R/ggc/var/log" "$R/ggc/var/state" "$R/ggc/deployment" "$R/ggc/deployment/group"
+install -d -m 0700 "$R/certs"
+install -m 0755 "$bin" "$R/ggc/packages/$version/bin/sprig"
+ln -sfn sprig "$R/ggc/packages/$version/bin/daemon"
+ln -sfn "../packages/$version/bin/sprig" "$R/ggc/core/greengrassd"
+
+if [ "$systemd" = auto ]; then
+  if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then systemd=simple; else systemd=none; fi
+fi
+case "$systemd" in
+  none) ;;
+  simple|forking)
+    unit=sprig.service; [ "$systemd" = forking ] && unit=greengrass.service
+    install -d -m 0755 "$destdir/etc/systemd/system"
+    install -m 0644 "$here/systemd/$unit" "$destdir/etc/systemd/system/$unit"
+    if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+    echo "installed $unit: after certs/ and config/config.json are in $root, run: systemctl enable --now $unit" ;;
+  *) echo "--systemd must be simple, forking or none" >&2; exit 2 ;;
+esac
+echo "sprig $version installed in $R"

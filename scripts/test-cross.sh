@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Cross-target checks, called by scripts/test.sh after the host tests:
+#  1. scripts/dist.sh: static musl builds (router profile for every target, full for the Pi
+#     Zero and x86_64), each checked static/stripped/right-arch and run (`--version`) under
+#     qemu-user; tarballs, ipks, .deb, SHA256SUMS.
+#  2. packaging/test_packages.py: structure, control fields, modes and architecture of every
+#     ipk, the .deb (dpkg-deb -I/-c), and the tarballs' install script.
+#  3. size-report/check-budgets.sh: every built binary within size-report/budgets.txt.
+#  4. The integration scenarios (tests/daemon.rs, broker, router, shadow, demo, cloud — those
+#     that exist) against the Pi Zero (Armv6, qemu -cpu arm1176, full profile) and aarch64
+#     (router profile) binaries, through SPRIG_TEST_BIN pointing at a qemu wrapper (the tests
+#     start sprig with tests/common::sprig_bin()). A test file that never ran the wrapper
+#     fails the run: it would otherwise pass while testing the host binary. Tests that assert
+#     `Threads: 1` are skipped there: qemu-user runs helper threads of its own. The tests see
+#     SPRIG_TEST_QEMU=1 and may relax such checks themselves.
+# Env: CROSS_SCENARIO_TESTS (test files), CROSS_SCENARIO_TARGETS (TARGET:PROFILE list),
+#      CROSS_SKIP_SCENARIOS=1 to skip 4, CROSS_SKIP_DIST=1 to skip 1-3 (reuse dist/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+. musl/qemu.sh
+
+# What these checks run besides what scripts/test.sh installs (Debian packages).
+for cmd in file dpkg-deb qemu-arm-static qemu-aarch64-static qemu-mipsel-static; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q --no-install-recommends file dpkg qemu-user-static
+    break
+  fi
+done
+t0=$(date +%s)
+step() { echo "== test-cross: $* ($(( $(date +%s) - t0 ))s)"; }
+
+if [ "${CROSS_SKIP_DIST:-0}" != 1 ]; then
+  step "dist (builds)"
+  scripts/dist.sh
+  step "package checks"
+  python3 packaging/test_packages.py
+  step "size budgets"
+  size-report/check-budgets.sh
+fi
+
+SCENARIOS=${CROSS_SCENARIO_TESTS:-"daemon broker router shadow demo cloud"}
+# Per test file: test names (substrings) that cannot hold under qemu-user (thread counts).
+skips_for() {
+  case "$1" in
+    daemon) echo "--skip foreground_daemon_is_one_thread --skip daemonized_start_returns_once_up" ;;
+    *) echo "" ;;
+  esac
+}
+# mipsel is not here: Debian's qemu-mipsel 7.2 lacks timerfd_settime64 (see musl/README.md).
+SCENARIO_TARGETS=${CROSS_SCENARIO_TARGETS:-"arm-unknown-linux-musleabihf:full armv7-unknown-linux-musleabihf:router aarch64-unknown-linux-musl:router"}
+if [ "${CROSS_SKIP_SCENARIOS:-0}" != 1 ]; then
+  for tp in $SCENARIO_TARGETS; do
+    target=${tp%%:*} profile=${tp##*:}
+    bin="$ROOT/dist/bin/$target/$profile/sprig"
+    [ -f "$bin" ] || { echo "FAIL test-cross: no $bin (scripts/dist.sh builds it)"; exit 1; }
+    wrapper="$ROOT/target-cross/qemu/$target/sprig"
+    mkdir -p "$(dirname "$wrapper")"
+    calls="$ROOT/target-cross/qemu/$target/calls"
+    printf '#!/bin/sh\necho . >> %s\nQEMU_CPU=%s exec %s %s "$@"\n' \
+      "$calls" "$(qemu_cpu "$target")" "$(qemu_cmd "$target")" "$bin" > "$wrapper"
+    chmod +x "$wrapper"
+    ran=0
+    for t in $SCENARIOS; do
+      if [ ! -f "tests/$t.rs" ]; then
+        echo "test-cross: tests/$t.rs does not exist yet, skipped on $target"
+        continue
+      fi
+      step "scenarios tests/$t.rs on $target ($profile profile, $(qemu_cmd "$target") -cpu $(qemu_cpu "$target"))"
+      : > "$calls"
+      # shellcheck disable=SC2046
+      SPRIG_TEST_BIN="$wrapper" SPRIG_TEST_QEMU=1 cargo test --locked --test "$t" -- $(skips_for "$t") 2>&1
+      if [ ! -s "$calls" ]; then
+        echo "FAIL test-cross: tests/$t.rs never ran SPRIG_TEST_BIN; start sprig with tests/common::sprig_bin()"
+        exit 1
+      fi
+      echo "test-cross: tests/$t.rs ran sprig $(wc -l < "$calls") times under $(qemu_cmd "$target")"
+      ran=$((ran + 1))
+    done
+    echo "test-cross: $ran scenario test files ran on $target"
+  done
+fi
+step "done"
