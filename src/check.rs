@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, ConfigError, Group};
+use crate::pki;
 
 /// Exit code when any error was found.
 const EXIT_INVALID: i32 = 2;
@@ -129,34 +130,34 @@ fn check_files(c: &Config, errors: &mut Vec<ConfigError>) {
             "coreThing.keyPath",
         )
     };
-    let mut files: Vec<(&str, &Path, bool)> = Vec::new();
+    let mut files: Vec<(&str, &Path, PemKind)> = Vec::new();
     if let Some(p) = c.ca_file() {
-        files.push((ca_key, p, false));
+        files.push((ca_key, p, PemKind::Ca));
     }
     if let Some(p) = c.cert_file() {
-        files.push((cert_key, p, false));
+        files.push((cert_key, p, PemKind::Cert));
     }
     if let Some(p) = c.key_file() {
-        files.push((key_key, p, true));
+        files.push((key_key, p, PemKind::Key));
     }
     if let Some(crypto) = &c.crypto {
         if let Some(p) = &crypto.mqtt_server_certificate {
             files.push((
                 "crypto.principals.MQTTServerCertificate.privateKeyPath",
                 &p.private_key_path,
-                true,
+                PemKind::Key,
             ));
         }
         if let Some(p) = &crypto.secrets_manager {
             files.push((
                 "crypto.principals.SecretsManager.privateKeyPath",
                 &p.private_key_path,
-                true,
+                PemKind::Key,
             ));
         }
     }
-    for (key, path, is_key) in files {
-        if let Err(message) = check_pem(path, is_key) {
+    for (key, path, kind) in files {
+        if let Err(message) = check_pem(path, kind) {
             errors.push(ConfigError {
                 file: config_file.clone(),
                 key: key.into(),
@@ -166,32 +167,19 @@ fn check_files(c: &Config, errors: &mut Vec<ConfigError>) {
     }
 }
 
-/// Largest certificate or key file read, bytes: a PEM chain is a few KiB.
-const MAX_PEM_BYTES: u64 = 256 * 1024;
+/// The same loaders (and size limits) the daemon uses, so `check` passes exactly what starts.
+fn check_pem(path: &Path, kind: PemKind) -> Result<(), String> {
+    let loaded = match kind {
+        PemKind::Ca => pki::load_ca_certs(path).map(drop),
+        PemKind::Cert => pki::load_cert_chain(path).map(drop),
+        PemKind::Key => pki::load_private_key(path).map(drop),
+    };
+    loaded.map_err(|e| e.to_string())
+}
 
-fn check_pem(path: &Path, is_key: bool) -> Result<(), String> {
-    use std::io::Read;
-    let shown = path.display();
-    let f = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let mut bytes = Vec::new();
-    f.take(MAX_PEM_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let mut reader = bytes.as_slice();
-    if is_key {
-        match rustls_pemfile::private_key(&mut reader) {
-            Ok(Some(_)) => Ok(()),
-            _ => Err(format!(
-                "{shown}: no PEM private key found (expected -----BEGIN ... PRIVATE KEY-----)"
-            )),
-        }
-    } else {
-        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut reader).collect();
-        match certs {
-            Ok(c) if !c.is_empty() => Ok(()),
-            _ => Err(format!(
-                "{shown}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)"
-            )),
-        }
-    }
+#[derive(Clone, Copy)]
+enum PemKind {
+    Ca,
+    Cert,
+    Key,
 }

@@ -377,6 +377,10 @@ fn run_daemon(ready: Prepared, mut notify: Option<std::io::PipeWriter>) -> i32 {
     remove_pid_file(&pid_file);
     match result {
         Ok(()) => {
+            let dropped = logging::echo_dropped_lines();
+            if dropped > 0 {
+                log::warn!("{dropped} echo lines dropped: stderr could not take them at once");
+            }
             log::info!("sprig stopped");
             0
         }

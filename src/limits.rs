@@ -198,6 +198,10 @@ pub const MAX_GROUP_RESOURCES: usize = 50;
 /// Largest PEM certificate or key file read, bytes. A chain of a few certificates is under 8 KiB.
 pub const MAX_PEM_FILE_BYTES: usize = 64 * 1024;
 
+/// Largest CA certificate file read (caPath, and the system bundle trusted for an `https://`
+/// proxy), bytes: Debian's /etc/ssl/certs/ca-certificates.crt is about 220 KiB.
+pub const MAX_CA_FILE_BYTES: usize = 1024 * 1024;
+
 /// Non-loopback interface addresses named in the server certificate (SANs); more are left out.
 pub const MAX_SERVER_CERT_ADDRS: usize = 64;
 

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,6 +28,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::{Logger, LoggerComponent, LoggerType};
 use crate::limits::{DEFAULT_LOG_SPACE_KB, MAX_LOG_LINE_BYTES, MAX_OPEN_LOG_FILES};
+use crate::sys;
 
 /// Greengrass system components with their own `system/<name>.log`. A `log` target equal to one
 /// of these names writes there; every other target goes to `system/runtime.log`.
@@ -128,6 +130,8 @@ struct State {
     dropped: u64,
     /// A write failure was already reported on stderr (once per configuration).
     reported_failure: bool,
+    /// `--foreground` echo lines not written because stderr could not take them at once.
+    echo_dropped: u64,
 }
 
 /// The process-wide logger (`log` needs a `'static`).
@@ -283,6 +287,7 @@ impl State {
             line: String::with_capacity(MAX_LOG_LINE_BYTES),
             dropped: 0,
             reported_failure: false,
+            echo_dropped: 0,
         }
     }
 
@@ -310,8 +315,8 @@ impl State {
         );
         let _ = w.write_fmt(args);
         self.line.push('\n');
-        if echo {
-            let _ = std::io::stderr().write_all(self.line.as_bytes());
+        if echo && !echo_to_stderr(self.line.as_bytes()) {
+            self.echo_dropped += 1;
         }
         // Each of the two files gets half the budget; a line longer than that is cut.
         let half = budget / 2;
@@ -323,7 +328,8 @@ impl State {
             self.dropped += 1;
             if !self.reported_failure {
                 self.reported_failure = true;
-                eprintln!("sprig: cannot write log file {}: {e}", path.display());
+                let msg = format!("sprig: cannot write log file {}: {e}\n", path.display());
+                echo_to_stderr(msg.as_bytes());
             }
         }
     }
@@ -353,6 +359,23 @@ impl State {
         log.size += bytes.len() as u64;
         Ok(())
     }
+}
+
+/// Writes one line to stderr only if it can take it without waiting (see
+/// [`sys::write_if_ready`]): a `--foreground` core whose stderr is a pipe nobody reads, or a
+/// stopped terminal, drops echo lines instead of stalling the event loop. False when dropped
+/// (or cut short).
+fn echo_to_stderr(line: &[u8]) -> bool {
+    // A pipe takes a write of up to PIPE_BUF (at least 512, 4096 on Linux) whole once poll says
+    // it is writable; log lines are at most MAX_LOG_LINE_BYTES.
+    let line = &line[..line.len().min(MAX_LOG_LINE_BYTES)];
+    matches!(sys::write_if_ready(std::io::stderr().as_fd(), line), Ok(n) if n == line.len())
+}
+
+/// `--foreground` echo lines dropped because stderr could not take them, since start.
+pub fn echo_dropped_lines() -> u64 {
+    let guard = LOGGER.state.lock().unwrap_or_else(|p| p.into_inner());
+    guard.as_ref().map_or(0, |s| s.echo_dropped)
 }
 
 /// `<path>.1`.

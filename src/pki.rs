@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::limits::MAX_PEM_FILE_BYTES;
+use crate::limits::{MAX_CA_FILE_BYTES, MAX_PEM_FILE_BYTES};
 
 mod ca;
 mod netif;
@@ -41,8 +41,8 @@ pub enum PkiError {
     Read { path: PathBuf, error: io::Error },
     /// A file or directory could not be written.
     Write { path: PathBuf, error: io::Error },
-    /// A PEM file larger than [`MAX_PEM_FILE_BYTES`].
-    TooLarge { path: PathBuf },
+    /// A PEM file larger than `max` bytes ([`MAX_PEM_FILE_BYTES`] or [`MAX_CA_FILE_BYTES`]).
+    TooLarge { path: PathBuf, max: usize },
     /// A PEM file holds no `CERTIFICATE` block.
     NoCertificate { path: PathBuf },
     /// A PEM file holds no private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
@@ -62,18 +62,18 @@ pub enum PkiError {
 impl fmt::Display for PkiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PkiError::Read { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            PkiError::Read { path, error } => write!(f, "{}: cannot read: {error}", path.display()),
             PkiError::Write { path, error } => {
-                write!(f, "cannot write {}: {error}", path.display())
+                write!(f, "{}: cannot write: {error}", path.display())
             }
-            PkiError::TooLarge { path } => write!(
+            PkiError::TooLarge { path, max } => write!(
                 f,
-                "{}: larger than {MAX_PEM_FILE_BYTES} bytes; not a PEM certificate or key",
+                "{}: larger than {max} bytes; not a PEM certificate or key",
                 path.display()
             ),
             PkiError::NoCertificate { path } => write!(
                 f,
-                "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
+                "{}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",
                 path.display()
             ),
             PkiError::NoPrivateKey { path } => write!(
@@ -122,7 +122,16 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Reads every certificate of a PEM file, leaf first (the order the file has).
 pub fn load_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let pem = read_pem_file(path)?;
+    load_certs(path, MAX_PEM_FILE_BYTES)
+}
+
+/// Reads every certificate of a CA file (a bundle may be far bigger than one chain).
+pub fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    load_certs(path, MAX_CA_FILE_BYTES)
+}
+
+fn load_certs(path: &Path, max: usize) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let pem = read_pem_file(path, max)?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PkiError::Malformed {
@@ -142,7 +151,7 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError>
     if let Some(uri) = path.to_str().filter(|p| p.starts_with("pkcs11:")) {
         return Err(PkiError::Pkcs11 { uri: uri.into() });
     }
-    let pem = read_pem_file(path)?;
+    let pem = read_pem_file(path, MAX_PEM_FILE_BYTES)?;
     match rustls_pemfile::private_key(&mut pem.as_slice()) {
         Ok(Some(key)) => Ok(key),
         Ok(None) => Err(PkiError::NoPrivateKey {
@@ -155,20 +164,21 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError>
     }
 }
 
-/// Reads a whole PEM file, refusing anything over [`MAX_PEM_FILE_BYTES`].
-fn read_pem_file(path: &Path) -> Result<Vec<u8>, PkiError> {
+/// Reads a whole PEM file, refusing anything over `max` bytes.
+fn read_pem_file(path: &Path, max: usize) -> Result<Vec<u8>, PkiError> {
     let read_err = |error| PkiError::Read {
         path: path.to_path_buf(),
         error,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::new();
-    file.take(MAX_PEM_FILE_BYTES as u64 + 1)
+    file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
-    if bytes.len() > MAX_PEM_FILE_BYTES {
+    if bytes.len() > max {
         return Err(PkiError::TooLarge {
             path: path.to_path_buf(),
+            max,
         });
     }
     Ok(bytes)
@@ -176,7 +186,7 @@ fn read_pem_file(path: &Path) -> Result<Vec<u8>, PkiError> {
 
 /// Reads a PEM file as text (rcgen takes `&str`).
 fn read_pem_text(path: &Path) -> Result<String, PkiError> {
-    String::from_utf8(read_pem_file(path)?).map_err(|_| PkiError::Malformed {
+    String::from_utf8(read_pem_file(path, MAX_PEM_FILE_BYTES)?).map_err(|_| PkiError::Malformed {
         path: path.to_path_buf(),
         detail: "not a PEM text file".into(),
     })

@@ -129,16 +129,24 @@ impl Spool {
     /// A FileSystem spool in `dir` (normally `WRITE_DIR/ggc/var/state/spool`). Damage found on
     /// disk is logged, set aside and counted; only an unusable directory is an error.
     pub fn open(dir: &Path, budget: u64) -> io::Result<Spool> {
-        let (store, live, report) = store::Store::open(dir)?;
+        let (store, live, report) = store::Store::open(dir, budget)?;
         let mut spool = Spool::memory(budget);
         spool.stats.torn_tails = report.torn_tails;
         spool.stats.corrupt_segments = report.corrupt_segments;
+        spool.stats.dropped_full = report.over_budget;
+        if report.over_budget > 0 {
+            log::warn!(
+                "spool: {} oldest messages in {} left out: the newer ones fill the {budget}-byte budget",
+                report.over_budget,
+                dir.display()
+            );
+        }
         // Never reuse a number below the head marker (its segments may all be deleted): such
         // a record would look acknowledged on the next open.
         spool.next_seq = (report.max_seq + 1).max(report.head);
         spool.store = Some(store);
         for r in live {
-            let cost = r.message_bytes + SPOOL_RECORD_OVERHEAD_BYTES;
+            let cost = r.cost();
             spool.make_room(cost);
             spool.insert(Entry {
                 seq: r.seq,

@@ -147,12 +147,8 @@ impl StatusBoard {
         loop {
             let text = json::to_string(&self.report());
             if text != last {
-                if let Err(e) = crate::pki::write_file_atomic(
-                    &self.path,
-                    text.as_bytes(),
-                    crate::pki::FileMode::Public,
-                ) {
-                    log::warn!("cannot write the status file: {e}");
+                if let Err(e) = replace_file(&self.path, text.as_bytes()) {
+                    log::warn!("cannot write the status file {}: {e}", self.path.display());
                 }
                 last = text;
             }
@@ -164,6 +160,20 @@ impl StatusBoard {
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Replaces `path` through a temporary file and a rename, so a reader never sees half a file.
+/// No fsync: this runs on the event loop every second while counters move, and an fsync there
+/// can stall every device for as long as the disk likes (and wears flash); after a crash the
+/// file is stale anyway (`sprig status` checks the pid).
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Runs `sprig status [-r ROOT] [--json]`; returns the exit code (0 running, 1 not running,

@@ -1,8 +1,10 @@
 //! The only `unsafe` in sprig: thin wrappers over libc calls that std does not offer
-//! (fork, setsid, signals, waitpid, dup2). Each returns `io::Result` built from `errno`.
+//! (fork, setsid, signals, waitpid, dup2, poll, getifaddrs). Each returns `io::Result` built
+//! from `errno`. The crate root denies `unsafe_code` everywhere else.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Result of [`fork`].
@@ -180,4 +182,111 @@ pub fn signal_pipe(signals: &[i32]) -> io::Result<OwnedFd> {
         }
     }
     Ok(read)
+}
+
+/// Writes `bytes` to `fd` only if that cannot block: `poll(POLLOUT, 0)`, then one `write(2)`.
+/// Returns the bytes written; `Ok(0)` when the descriptor cannot take data now (a pipe nobody
+/// reads, a stopped terminal). For a pipe, POLLOUT means a free page, so one write of at most
+/// `PIPE_BUF` bytes completes without waiting; callers keep `bytes` that short. Used for the
+/// `--foreground` echo on stderr, which must never stall the event loop.
+pub fn write_if_ready(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid, writable pollfd for the duration of the call; timeout 0.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if ready == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if ready == 0 || pfd.revents & libc::POLLOUT == 0 {
+        return Ok(0);
+    }
+    // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes for the call.
+    let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// The addresses of every interface that is up, except loopback and unspecified ones, in the
+/// order `getifaddrs(3)` lists them (duplicates included).
+pub fn interface_addrs() -> io::Result<Vec<IpAddr>> {
+    let mut addrs = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs only writes the head of a list it allocates; we free it below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut node = head;
+    while !node.is_null() {
+        // SAFETY: `node` is an element of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*node };
+        node = ifa.ifa_next;
+        let flags = ifa.ifa_flags as libc::c_int;
+        if flags & libc::IFF_UP == 0 || flags & libc::IFF_LOOPBACK != 0 || ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points to a sockaddr whose sa_family says its real
+        // type; we read it as sockaddr_in/sockaddr_in6 only for the matching family.
+        let addr = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+                }
+                _ => continue,
+            }
+        };
+        if !addr.is_loopback() && !addr.is_unspecified() {
+            addrs.push(addr);
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// A pipe nobody reads fills up; `write_if_ready` then returns 0 instead of blocking.
+    #[test]
+    fn write_if_ready_never_blocks_on_a_full_pipe() {
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let line = [b'x'; 2048];
+        let mut total = 0;
+        let mut refused = false;
+        // A Linux pipe holds 64 KiB by default (at most 1 MiB unless raised by root).
+        for _ in 0..2048 {
+            match write_if_ready(writer.as_fd(), &line).unwrap() {
+                0 => {
+                    refused = true;
+                    break;
+                }
+                n => total += n,
+            }
+        }
+        assert!(
+            refused,
+            "a full pipe took {total} bytes and still took more"
+        );
+        assert!(total > 0);
+    }
+
+    #[test]
+    fn interface_addrs_leave_out_loopback() {
+        let addrs = interface_addrs().unwrap();
+        assert!(addrs
+            .iter()
+            .all(|a| !a.is_loopback() && !a.is_unspecified()));
+    }
 }

@@ -7,6 +7,7 @@ setup itself failed. The Rust test decides what the observations mean.
 import socket
 import ssl
 import sys
+import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -56,6 +57,8 @@ def cmd_churn(port, ca, cert, key, cid, n, bad_cert=None, bad_key=None):
             c.loop(0.01)
         else:
             refused += 1
+            if not use_bad:
+                print(f"cycle {i}: good certificate, CONNACK {rc.get('rc')} at {time.time():.3f}")
         c.socket() and c.socket().close()
     print(f"ok {ok}")
     print(f"refused {refused}")
@@ -106,6 +109,49 @@ def cmd_subscribe(port, ca, cert, key, cid, filters, expect, stop_after):
     print(f"count {len(got)}")
 
 
+def cmd_lockstep(port, ca, cert, key, cid, sub_cert, sub_key, sub_cid, sub_filter, topic, count, size):
+    """Publishes `count` messages of `size` bytes at QoS 1 as CID and waits, after each, until
+    the subscriber SUB_CID (same process, subscribed to SUB_FILTER first) has received
+    it. The subscriber never falls behind by more than one message, however slow the machine:
+    a loss can only be the broker's doing. Prints `received N` and `published N`."""
+    sub, sub_rc = client(port, ca, sub_cert, sub_key, sub_cid)
+    got = []
+    codes = {}
+    arrived = threading.Condition()
+
+    def on_message(cl, ud, m):
+        with arrived:
+            got.append(m.payload[:24])
+            arrived.notify()
+
+    sub.on_subscribe = lambda cl, ud, mid, granted: codes.setdefault("g", granted)
+    sub.on_message = on_message
+    sub.loop_start()
+    wait(lambda: "rc" in sub_rc)
+    sub.subscribe(sub_filter, 0)
+    wait(lambda: "g" in codes)
+    pub, pub_rc = client(port, ca, cert, key, cid)
+    pub.loop_start()
+    wait(lambda: "rc" in pub_rc)
+    print(f"connack {pub_rc.get('rc')} {sub_rc.get('rc')}", flush=True)
+    published = 0
+    for i in range(int(count)):
+        head = f"ls-{i}-".encode()
+        info = pub.publish(topic, head + b"x" * max(0, int(size) - len(head)), qos=1)
+        info.wait_for_publish(PATIENCE)
+        published += info.is_published()
+        # A lost message shows up as a timeout here; stop waiting for the rest then.
+        with arrived:
+            if not arrived.wait_for(lambda: any(p.startswith(head) for p in got[-4:]), PATIENCE):
+                break
+    print(f"published {published}")
+    print(f"received {len(got)}")
+    pub.disconnect()
+    sub.disconnect()
+    pub.loop_stop()
+    sub.loop_stop()
+
+
 def cmd_stall(port, ca, cert, key, cid, filters, seconds):
     """Subscribes, then stops reading its socket for `seconds` (a stalled subscriber)."""
     c, rc = client(port, ca, cert, key, cid)
@@ -120,16 +166,61 @@ def cmd_stall(port, ca, cert, key, cid, filters, seconds):
     time.sleep(float(seconds))
 
 
-def cmd_raw(port, ca, cert, key, cid, mode):
-    """Raw TLS abuse: garbage after the handshake, a truncated packet, or silence."""
+def raw_tls(port, ca, cert, key):
     ctx = tls_context(ca, cert, key)
     s = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
-    t = ctx.wrap_socket(s, server_hostname="localhost")
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def connect_packet(cid, keepalive):
+    """MQTT 3.1.1 CONNECT, clean session (client ids here are under 100 bytes)."""
     cid_b = cid.encode()
-    keepalive = 2 if mode == "keepalive" else 60
-    connect = (
-        bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, keepalive, 0, len(cid_b)]) + cid_b
-    )
+    return bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, keepalive, 0, len(cid_b)]) + cid_b
+
+
+def publish_packet(topic, payload):
+    """QoS 0 PUBLISH."""
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + payload
+    n, rl = len(body), b""
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        rl += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            break
+    return b"\x30" + rl + body
+
+
+def cmd_burst(port, ca, cert, key, cid, topic, count, size, tag):
+    """Sends `count` QoS 0 PUBLISHes of `size` bytes in one write after the CONNACK, so the
+    server decrypts hundreds of complete packets per TLS record: far more than a tiny work queue
+    holds, whatever the machine's load. Payload starts with TAG-<i>-."""
+    t = raw_tls(port, ca, cert, key)
+    t.sendall(connect_packet(cid, 60))
+    connack = b""
+    while len(connack) < 4:
+        chunk = t.recv(4 - len(connack))
+        if not chunk:
+            break
+        connack += chunk
+    print(f"connack {connack[3] if len(connack) == 4 else 'none'}", flush=True)
+    frames = []
+    for i in range(int(count)):
+        head = f"{tag}-{i}-".encode()
+        frames.append(publish_packet(topic, head + b"x" * max(0, int(size) - len(head))))
+    t.sendall(b"".join(frames) + b"\xe0\x00")  # ... then DISCONNECT
+    print(f"sent {count}", flush=True)
+    try:
+        while t.recv(4096):
+            pass
+    except (ssl.SSLError, OSError):
+        pass
+
+
+def cmd_raw(port, ca, cert, key, cid, mode):
+    """Raw TLS abuse: garbage after the handshake, a truncated packet, or silence."""
+    t = raw_tls(port, ca, cert, key)
+    connect = connect_packet(cid, 2 if mode == "keepalive" else 60)
     if mode == "garbage":
         t.sendall(b"\xff\xff\xff\xff\xff\x00garbage" * 50)
     elif mode == "garbage-after-connect":
@@ -179,8 +270,7 @@ def cmd_coalesced(port, ca, cert, key, cid):
                 print("closed during handshake")
                 return
             inc.write(data)
-    cid_b = cid.encode()
-    tls.write(bytes([0x10, 12 + len(cid_b), 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, len(cid_b)]) + cid_b)
+    tls.write(connect_packet(cid, 60))
     s.sendall(out.read())  # Certificate, CertificateVerify, Finished and CONNECT together
     end = time.time() + PATIENCE
     while time.time() < end:
@@ -209,6 +299,8 @@ def main():
         "subscribe": cmd_subscribe,
         "stall": cmd_stall,
         "raw": cmd_raw,
+        "burst": cmd_burst,
+        "lockstep": cmd_lockstep,
         "coalesced": cmd_coalesced,
     }[cmd](port, ca, cert, key, cid, *rest)
 

@@ -17,6 +17,7 @@ use sprig::config::NetworkProxy;
 use sprig::spool::Spool;
 
 mod cloud_peer;
+mod common;
 use cloud_peer::*;
 
 /// Like the daemon, this file runs `block_on` on one thread only (`harness = false`): `main`

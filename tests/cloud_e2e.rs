@@ -115,21 +115,32 @@ fn stat(rig: &Rig, section: &str, key: &str) -> Option<u64> {
 }
 
 fn dev_args(rig: &Rig) -> Vec<String> {
-    let s = |p: &PathBuf| p.display().to_string();
-    vec![
-        "-h".into(),
-        "localhost".into(),
-        "-p".into(),
-        rig.root.mqtt_port.to_string(),
-        "--cafile".into(),
-        s(&rig.group_ca),
-        "--cert".into(),
-        s(&rig.dev_cert),
-        "--key".into(),
-        s(&rig.dev_key),
-        "-i".into(),
-        "A".into(),
-    ]
+    mosquitto_device_args(
+        rig.root.mqtt_port,
+        &rig.group_ca,
+        &rig.dev_cert,
+        &rig.dev_key,
+        "A",
+    )
+}
+
+/// Device A subscribed to sprig on `down/#` (`-d`: its output says when the SUBACK came);
+/// stdout to `dev.out`, stderr to `dev.err` in the root's temp dir. Returns the process and a
+/// reader of its stdout.
+fn dev_sub(rig: &Rig) -> (Proc, impl Fn() -> String) {
+    let dir = rig.root.dir.path();
+    let out = dir.join("dev.out");
+    let proc = Proc(
+        Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub"])
+            .args(dev_args(rig))
+            .args(["-d", "-v", "-t", "down/#"])
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(dir.join("dev.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    (proc, move || fs::read_to_string(&out).unwrap_or_default())
 }
 
 /// Device A publishes `lines` at QoS 1 (`mosquitto_pub -l`, one message per line).
@@ -191,18 +202,7 @@ fn device_to_cloud_and_cloud_to_device_through_the_daemon() {
     assert_eq!(up_lines(&rig), want);
 
     // Cloud → device along cloud → A `down/#`.
-    let sub_out = rig.root.dir.path().join("dev.out");
-    let _dev = Proc(
-        Command::new("stdbuf")
-            .args(["-oL", "mosquitto_sub"])
-            .args(dev_args(&rig))
-            .args(["-d", "-v", "-t", "down/#"])
-            .stdout(fs::File::create(&sub_out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let dev_text = || fs::read_to_string(&sub_out).unwrap_or_default();
+    let (_dev, dev_text) = dev_sub(&rig);
     assert!(wait_until(PATIENCE, || dev_text().contains("SUBACK")));
     cloud_peer::cloud_pub(&rig.cloud, &rig.mosq, "down/x", "from the cloud", "1");
     assert!(
@@ -390,18 +390,7 @@ fn persistent_session_delivers_what_the_cloud_sent_while_sprig_was_down() {
     let daemon = rig.root.start();
     // Up (listening) before the device connects: mosquitto_sub does not retry a refusal.
     assert!(wait_until(PATIENCE, || stat(&rig, "spool", "messages").is_some()));
-    let sub_out = rig.root.dir.path().join("dev.out");
-    let _dev = Proc(
-        Command::new("stdbuf")
-            .args(["-oL", "mosquitto_sub"])
-            .args(dev_args(&rig))
-            .args(["-d", "-v", "-t", "down/#"])
-            .stdout(fs::File::create(&sub_out).unwrap())
-            .stderr(fs::File::create(rig.root.dir.path().join("dev.err")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let dev_text = || fs::read_to_string(&sub_out).unwrap_or_default();
+    let (_dev, dev_text) = dev_sub(&rig);
     assert!(
         wait_until(PATIENCE, || dev_text().contains("SUBACK")),
         "device: {} {}\ndaemon: {}",

@@ -140,6 +140,34 @@ fn foreground_daemon_is_one_thread_and_stops_cleanly_on_sigterm() {
     assert!(runtime_log(&root).contains("sprig stopped"));
 }
 
+/// --foreground echoes the log on stderr; a stderr pipe that nobody reads must not stall the
+/// event loop (the echo drops lines instead): the flood finishes and SIGTERM still stops it.
+#[test]
+fn an_unread_stderr_pipe_does_not_stall_a_foreground_core() {
+    let root = TestRoot::new("stderr-unread");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let mut d = Daemon::spawn_with_stderr(
+        &root,
+        &["--foreground", "-i"],
+        // ~2 MB of echo: far more than a pipe holds.
+        &[("SPRIG_LOG_FLOOD", "20000")],
+        writer.into(),
+    );
+    let done = wait_until(PATIENCE * 4, || {
+        runtime_log(&root).contains("log flood done") || d.try_wait().is_some()
+    });
+    assert!(
+        done && d.try_wait().is_none(),
+        "flood did not finish with stderr unread; exit {:?}",
+        d.try_wait()
+    );
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(PATIENCE).expect("daemon exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(runtime_log(&root).contains("echo lines dropped"));
+    drop(reader);
+}
+
 #[test]
 fn sigint_also_stops_cleanly() {
     let (root, mut d) = started("int");

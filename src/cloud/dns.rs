@@ -24,8 +24,11 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let found = hosts_lookup(&hosts, host);
+    // Streamed: a router's hosts file can hold an ad-block list of megabytes.
+    let found = match std::fs::File::open("/etc/hosts") {
+        Ok(f) => hosts_lookup(std::io::BufReader::new(f), host),
+        Err(_) => Vec::new(),
+    };
     if !found.is_empty() {
         return Ok(found
             .into_iter()
@@ -40,12 +43,14 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         .collect())
 }
 
-/// Addresses `/etc/hosts` gives `host` (IPv4 first).
-pub fn hosts_lookup(hosts: &str, host: &str) -> Vec<IpAddr> {
+/// Addresses a hosts file (`/etc/hosts`) gives `host` (IPv4 first), read line by line (up to
+/// the first line that is not UTF-8).
+pub fn hosts_lookup(hosts: impl std::io::BufRead, host: &str) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = hosts
         .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
+        .map_while(Result::ok)
         .filter_map(|l| {
+            let l = l.split('#').next().unwrap_or("");
             let mut f = l.split_whitespace();
             let ip: IpAddr = f.next()?.parse().ok()?;
             f.any(|n| n.eq_ignore_ascii_case(host)).then_some(ip)
@@ -265,17 +270,17 @@ mod tests {
         let hosts =
             "# c\n127.0.0.1 localhost\n::1 localhost ip6-localhost\n10.0.0.5 iot.lan  Broker # x\n";
         assert_eq!(
-            hosts_lookup(hosts, "LOCALHOST"),
+            hosts_lookup(hosts.as_bytes(), "LOCALHOST"),
             [
                 "127.0.0.1".parse::<IpAddr>().unwrap(),
                 "::1".parse().unwrap()
             ]
         );
         assert_eq!(
-            hosts_lookup(hosts, "broker"),
+            hosts_lookup(hosts.as_bytes(), "broker"),
             ["10.0.0.5".parse::<IpAddr>().unwrap()]
         );
-        assert!(hosts_lookup(hosts, "iot").is_empty());
+        assert!(hosts_lookup(hosts.as_bytes(), "iot").is_empty());
         assert_eq!(
             nameservers(Path::new("/nonexistent")),
             ["127.0.0.1:53".parse().unwrap()]

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::TcpStream;
 use std::path::Path;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -158,8 +159,8 @@ async fn session(
         };
         let out = link.take_output();
         if !out.is_empty() {
-            if let Err(e) = conn.write_all(&out).await {
-                return (connected, format!("write failed: {e}"));
+            if let Err(e) = write_watched(conn, &out, &mut link, shared, deadline).await {
+                return (connected, e);
             }
         }
         let wait_wake = async {
@@ -219,6 +220,34 @@ async fn session(
                 shared.settings.host,
                 shared.settings.port
             );
+        }
+    }
+}
+
+/// Writes `out`, still running the link's timers while the socket will not take it: a broker
+/// that stops reading (zero window) would otherwise hold the session, and with it every
+/// PUBACK/PINGRESP timeout, forever instead of ending it for a reconnect.
+async fn write_watched(
+    conn: &mut Conn,
+    out: &[u8],
+    link: &mut Link,
+    shared: &Shared,
+    mut deadline: Instant,
+) -> Result<(), String> {
+    let mut write = pin!(conn.write_all(out));
+    loop {
+        let timer = async {
+            Timer::at(deadline).await;
+            None
+        };
+        match future::or(async { Some(write.as_mut().await) }, timer).await {
+            Some(done) => return done.map_err(|e| format!("write failed: {e}")),
+            // New output (a PINGREQ) waits for this write; its timeout runs from now.
+            None => {
+                deadline = link
+                    .poll(Instant::now(), &mut shared.spool.borrow_mut())
+                    .map_err(|e| e.to_string())?;
+            }
         }
     }
 }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use crate::pki;
 
 /// ALPN protocol AWS IoT Core expects for MQTT on port 443 (seed-A §4.3, [EXT]).
 pub const ALPN_MQTT_443: &[u8] = b"x-amzn-mqtt-ca";
@@ -30,45 +32,10 @@ impl Wire for Async<std::net::TcpStream> {
     }
 }
 
-fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
-}
-
-/// Loads the certificates in a PEM file.
-pub fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read_pem(path, what)?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut &pem[..]).collect();
-    let certs =
-        certs.map_err(|e| format!("the {what} {} is not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "the {what} {} holds no certificate",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
-/// Loads the first private key in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = read_pem(path, "private key")?;
-    match rustls_pemfile::private_key(&mut &pem[..]) {
-        Ok(Some(k)) => Ok(k),
-        Ok(None) => Err(format!(
-            "the private key file {} holds no key",
-            path.display()
-        )),
-        Err(e) => Err(format!(
-            "the private key file {} is not valid PEM: {e}",
-            path.display()
-        )),
-    }
-}
-
 fn roots(ca_files: &[&Path]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     for path in ca_files {
-        for cert in load_certs(path, "CA file")? {
+        for cert in pki::load_ca_certs(path).map_err(|e| e.to_string())? {
             roots.add(cert).map_err(|e| {
                 format!(
                     "the CA file {} holds an unusable certificate: {e}",
@@ -96,8 +63,8 @@ pub fn mqtt_client_config(
     alpn: bool,
 ) -> Result<Arc<ClientConfig>, String> {
     let roots = roots(&[ca])?;
-    let certs = load_certs(cert, "certificate")?;
-    let key = load_key(key)?;
+    let certs = pki::load_cert_chain(cert).map_err(|e| e.to_string())?;
+    let key = pki::load_private_key(key).map_err(|e| e.to_string())?;
     let mut cfg = builder()
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)

@@ -217,14 +217,7 @@ fn read_config(r: &mut Report, doc: &Value, root: &Path) -> Option<Config> {
     let write_dir = top
         .abs_path(r, "writeDirectory")
         .unwrap_or_else(|| root.to_path_buf());
-    let top_retry = top.int(
-        r,
-        "mqttMaxConnectionRetryInterval",
-        1,
-        u32::MAX as i64,
-        "seconds",
-        false,
-    );
+    let top_retry = read_retry_interval(&mut top, r);
     let pid_file_directory = top
         .abs_path(r, "pidFileDirectory")
         .unwrap_or_else(|| "/var/run".into());
@@ -323,6 +316,19 @@ fn port_warn(r: &mut Report, obj: &mut Obj, key: &str, default: u16, aws: &[u16]
 }
 
 /// Returns coreThing and its own `mqttMaxConnectionRetryInterval`, if set.
+/// `mqttMaxConnectionRetryInterval`, which the guide shows both at the top level and in
+/// `coreThing` (the `coreThing` one wins).
+fn read_retry_interval(o: &mut Obj, r: &mut Report) -> Option<i64> {
+    o.int(
+        r,
+        "mqttMaxConnectionRetryInterval",
+        1,
+        u32::MAX as i64,
+        "seconds",
+        false,
+    )
+}
+
 fn read_core_thing(r: &mut Report, v: &Value, root: &Path) -> Option<(CoreThing, Option<i64>)> {
     let mut o = Obj::new(r, "coreThing", v)?;
     let certs = root.join("certs");
@@ -377,14 +383,7 @@ fn read_core_thing(r: &mut Report, v: &Value, root: &Path) -> Option<(CoreThing,
         .int(r, "keepAlive", 30, 1200, "seconds", false)
         .map_or(limits::DEFAULT_KEEP_ALIVE_SECS, |k| k as u16);
     let network_proxy = o.take("networkProxy").and_then(|v| read_proxy(r, v));
-    let retry = o.int(
-        r,
-        "mqttMaxConnectionRetryInterval",
-        1,
-        u32::MAX as i64,
-        "seconds",
-        false,
-    );
+    let retry = read_retry_interval(&mut o, r);
     let mqtt_operation_timeout = o
         .int(
             r,

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, DecodeError, HEADER_BYTES, MAX_BODY_BYTES};
-use crate::limits::SPOOL_SEGMENT_BYTES;
+use crate::limits::{SPOOL_RECORD_OVERHEAD_BYTES, SPOOL_SEGMENT_BYTES};
 
 /// Where a record lives on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,51 @@ pub struct OpenReport {
     pub max_seq: u64,
     /// The head marker: every sequence number below it is gone.
     pub head: u64,
+    /// Oldest live records left out because the newer ones already fill the budget.
+    pub over_budget: u64,
+}
+
+/// The live records found while opening, newest kept within a byte budget as they are found,
+/// so a spool directory far bigger than the budget (left by a bigger `GG_CONFIG_MAX_SIZE_BYTES`,
+/// or damaged) never costs more index memory than the budget allows.
+struct Live {
+    records: VecDeque<Recovered>,
+    bytes: u64,
+    budget: u64,
+    /// Records pushed so far (to find one segment's records again).
+    pushed: u64,
+}
+
+impl Live {
+    fn push(&mut self, r: Recovered, report: &mut OpenReport) {
+        self.bytes += r.cost();
+        self.records.push_back(r);
+        self.pushed += 1;
+        while self.bytes > self.budget {
+            let Some(old) = self.records.pop_front() else {
+                break;
+            };
+            self.bytes -= old.cost();
+            report.over_budget += 1;
+        }
+    }
+
+    /// Forgets the records pushed since `pushed` was `mark` (a segment found corrupt).
+    fn forget_since(&mut self, mark: u64) {
+        let n = (self.pushed - mark).min(self.records.len() as u64);
+        for _ in 0..n {
+            if let Some(r) = self.records.pop_back() {
+                self.bytes -= r.cost();
+            }
+        }
+    }
+}
+
+impl Recovered {
+    /// What the record costs against the spool budget (as `super::cost` computes it).
+    pub fn cost(&self) -> u64 {
+        self.message_bytes + SPOOL_RECORD_OVERHEAD_BYTES
+    }
 }
 
 struct Segment {
@@ -74,14 +119,12 @@ fn seg_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 impl Store {
-    /// Opens (creating) `dir`, drops torn tails, sets corrupt segments aside.
-    /// Only failing to create or list the directory is an error.
-    pub fn open(dir: &Path) -> io::Result<(Store, Vec<Recovered>, OpenReport)> {
+    /// Opens (creating) `dir`, drops torn tails, sets corrupt segments aside. Returns the live
+    /// records, oldest first: the newest that fit in `budget` bytes (the rest are counted in
+    /// [`OpenReport::over_budget`]). Only failing to create or list the directory is an error.
+    pub fn open(dir: &Path, budget: u64) -> io::Result<(Store, VecDeque<Recovered>, OpenReport)> {
         fs::create_dir_all(dir)?;
-        let head = match fs::read(dir.join("head")) {
-            Ok(b) if b.len() == 8 => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
-            _ => 0,
-        };
+        let head = read_head(&dir.join("head"));
         let mut ids: Vec<u64> = Vec::new();
         for ent in fs::read_dir(dir)? {
             let name = ent?.file_name();
@@ -102,7 +145,12 @@ impl Store {
             head_written: head,
             buf: Vec::new(),
         };
-        let mut live = Vec::new();
+        let mut live = Live {
+            records: VecDeque::new(),
+            bytes: 0,
+            budget,
+            pushed: 0,
+        };
         let mut report = OpenReport {
             head,
             ..OpenReport::default()
@@ -110,7 +158,7 @@ impl Store {
         let n = ids.len();
         for (i, id) in ids.into_iter().enumerate() {
             let path = seg_path(dir, id);
-            let before = live.len();
+            let mark = live.pushed;
             match scan_segment(&path, id, head, i + 1 == n, &mut live, &mut report) {
                 Ok(Some(last_seq)) => store.closed.push_back(Segment { id, last_seq }),
                 // No record (crashed before the first write): delete it, or a new segment
@@ -121,7 +169,7 @@ impl Store {
                     }
                 }
                 Err(why) => {
-                    live.truncate(before);
+                    live.forget_since(mark);
                     report.corrupt_segments += 1;
                     let aside = path.with_extension("seg.corrupt");
                     log::error!(
@@ -137,7 +185,7 @@ impl Store {
             }
         }
         store.delete_consumed();
-        Ok((store, live, report))
+        Ok((store, live.records, report))
     }
 
     /// Appends one record; returns where it went.
@@ -255,6 +303,17 @@ impl Store {
     }
 }
 
+/// The head marker: 8 bytes, little-endian; anything else (missing, damaged) reads as 0, so
+/// everything on disk counts as unacknowledged (resent: at-least-once). Reads at most 9 bytes.
+fn read_head(path: &Path) -> u64 {
+    let mut b = Vec::with_capacity(9);
+    let read = File::open(path).and_then(|f| f.take(9).read_to_end(&mut b));
+    match (read, <[u8; 8]>::try_from(b.as_slice())) {
+        (Ok(_), Ok(bytes)) => u64::from_le_bytes(bytes),
+        _ => 0,
+    }
+}
+
 /// Reads one segment, pushing its live records (seq >= head). Returns its last sequence number
 /// (`None` when it holds no record), or why it is corrupt. A torn record at the end of the last
 /// segment is cut off.
@@ -263,7 +322,7 @@ fn scan_segment(
     id: u64,
     head: u64,
     is_last: bool,
-    live: &mut Vec<Recovered>,
+    live: &mut Live,
     report: &mut OpenReport,
 ) -> Result<Option<u64>, String> {
     let mut file = OpenOptions::new()
@@ -284,7 +343,7 @@ fn scan_segment(
                     last_seq = rec.seq;
                     report.max_seq = report.max_seq.max(rec.seq);
                     if rec.seq >= head {
-                        live.push(Recovered {
+                        let r = Recovered {
                             seq: rec.seq,
                             loc: DiskLoc {
                                 segment: id,
@@ -292,7 +351,8 @@ fn scan_segment(
                                 len: total as u32,
                             },
                             message_bytes: (rec.topic.len() + rec.payload.len()) as u64,
-                        });
+                        };
+                        live.push(r, report);
                     }
                     offset += total as u64;
                     continue;

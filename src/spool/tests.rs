@@ -33,6 +33,15 @@ fn push(s: &mut Spool, i: usize, size: usize) -> u64 {
     s.push(&format!("t/{i}"), Bytes::from(payload), 1).unwrap()
 }
 
+/// A FileSystem spool in `d` (budget [`BUDGET`]) holding messages `range` of `size` bytes.
+fn spool_with(d: &TempDir, range: std::ops::Range<usize>, size: usize) -> Spool {
+    let mut s = Spool::open(&d.0, BUDGET).unwrap();
+    for i in range {
+        push(&mut s, i, size);
+    }
+    s
+}
+
 /// Drains the spool in order (acking each), returning the topics.
 fn drain(s: &mut Spool) -> Vec<String> {
     let mut out = Vec::new();
@@ -136,10 +145,7 @@ fn index_entry_fits_in_the_overhead() {
 fn reopen_keeps_unacked_in_order() {
     let d = TempDir::new("reopen");
     {
-        let mut s = Spool::open(&d.0, BUDGET).unwrap();
-        for i in 0..300 {
-            push(&mut s, i, 500);
-        }
+        let mut s = spool_with(&d, 0..300, 500);
         for _ in 0..100 {
             let (seq, _) = s.next_after(None).unwrap();
             s.ack(seq);
@@ -170,14 +176,47 @@ fn reopen_keeps_unacked_in_order() {
     assert!(segs <= 1, "{segs} segments left");
 }
 
+/// A spool directory bigger than the budget it is opened with (the budget was lowered):
+/// only the newest messages that fit are indexed, the rest are counted as dropped.
+#[test]
+fn reopen_with_a_smaller_budget_keeps_the_newest() {
+    let d = TempDir::new("shrink");
+    {
+        let mut s = spool_with(&d, 0..300, 500);
+        s.flush();
+    }
+    let small = 10 * cost("t/299".len(), 500);
+    let mut s = Spool::open(&d.0, small).unwrap();
+    assert_eq!(s.stats().messages, 10);
+    assert_eq!(s.stats().dropped_full, 290);
+    assert!(s.stats().bytes <= small);
+    assert_eq!(drain(&mut s), topics(290..300));
+}
+
+/// A damaged head marker (here 1 MiB of junk) reads as "nothing acknowledged": everything on
+/// disk is sent again, nothing is lost, and only 9 bytes of it are read.
+#[test]
+fn a_damaged_head_marker_resends_everything() {
+    let d = TempDir::new("head");
+    {
+        let mut s = spool_with(&d, 0..5, 10);
+        for _ in 0..2 {
+            let (seq, _) = s.next_after(None).unwrap();
+            s.ack(seq);
+        }
+        s.flush();
+    }
+    assert_eq!(Spool::open(&d.0, BUDGET).unwrap().stats().messages, 3);
+    fs::write(d.0.join("head"), vec![0xa5; 1 << 20]).unwrap();
+    let mut s = Spool::open(&d.0, BUDGET).unwrap();
+    assert_eq!(drain(&mut s), topics(0..5));
+}
+
 #[test]
 fn unflushed_acks_resend_never_lose() {
     let d = TempDir::new("unflushed");
     {
-        let mut s = Spool::open(&d.0, BUDGET).unwrap();
-        for i in 0..5 {
-            push(&mut s, i, 10);
-        }
+        let mut s = spool_with(&d, 0..5, 10);
         let (seq, _) = s.next_after(None).unwrap();
         s.ack(seq); // not flushed: like a crash before the marker timer
     }
@@ -199,12 +238,7 @@ fn only_segment(dir: &std::path::Path) -> PathBuf {
 #[test]
 fn torn_tail_drops_only_the_last_record() {
     let d = TempDir::new("torn");
-    {
-        let mut s = Spool::open(&d.0, BUDGET).unwrap();
-        for i in 0..5 {
-            push(&mut s, i, 100);
-        }
-    }
+    drop(spool_with(&d, 0..5, 100));
     let seg = only_segment(&d.0);
     let full = fs::read(&seg).unwrap();
     let one = full.len() / 5;
@@ -250,12 +284,7 @@ fn torn_tail_drops_only_the_last_record() {
 #[test]
 fn corrupt_segment_is_set_aside_never_fatal() {
     let d = TempDir::new("corrupt");
-    {
-        let mut s = Spool::open(&d.0, BUDGET).unwrap();
-        for i in 0..5 {
-            push(&mut s, i, 100);
-        }
-    }
+    drop(spool_with(&d, 0..5, 100));
     let seg = only_segment(&d.0);
     let mut bytes = fs::read(&seg).unwrap();
     bytes[30] ^= 0xff; // inside the first record's body
@@ -278,10 +307,7 @@ fn corrupt_segment_is_set_aside_never_fatal() {
 #[test]
 fn damage_after_open_is_dropped_on_read_and_counted() {
     let d = TempDir::new("readback");
-    let mut s = Spool::open(&d.0, BUDGET).unwrap();
-    for i in 0..3 {
-        push(&mut s, i, 100);
-    }
+    let mut s = spool_with(&d, 0..3, 100);
     let seg = only_segment(&d.0);
     let mut bytes = fs::read(&seg).unwrap();
     bytes[30] ^= 0xff;
@@ -346,10 +372,7 @@ fn empty_segment_from_a_crash_before_the_first_write_is_removed() {
     }
     // A segment created for the next sequence number, never written.
     fs::write(d.0.join(format!("{:016x}.seg", 2)), b"").unwrap();
-    let mut s = Spool::open(&d.0, BUDGET).unwrap();
-    for i in 1..4 {
-        push(&mut s, i, 10);
-    }
+    let mut s = spool_with(&d, 1..4, 10);
     // Acking the first deletes consumed segments; the live ones must stay readable.
     let (seq, _) = s.next_after(None).unwrap();
     s.ack(seq);

@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// Both test crates that use this module declare `mod common;` too.
+pub use crate::common::free_port;
+use crate::common::openssl_in as openssl;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -38,29 +41,9 @@ impl Drop for Proc {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a certificate signed by it (EC P-256).
-pub fn issue(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
+/// `<name>.key`: a new EC P-256 key.
+fn ec_key(dir: &Path, name: &str) {
+    let out = format!("{name}.key");
     openssl(
         dir,
         &[
@@ -70,9 +53,14 @@ pub fn issue(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
             "-genkey",
             "-noout",
             "-out",
-            &format!("{name}.key"),
+            &out,
         ],
     );
+}
+
+/// A CA and a certificate signed by it (EC P-256).
+pub fn issue(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
+    ec_key(dir, name);
     openssl(
         dir,
         &[
@@ -115,18 +103,7 @@ pub fn issue(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
 }
 
 pub fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
+    ec_key(dir, name);
     openssl(
         dir,
         &[
@@ -280,12 +257,7 @@ pub fn cloud_sub(d: &Dir, m: &Mosquitto, topic: &str, out: &str) -> Proc {
             "-t",
             topic,
         ])
-        .arg("--cafile")
-        .arg(d.path("ca.pem"))
-        .arg("--cert")
-        .arg(d.path("cloudclient.pem"))
-        .arg("--key")
-        .arg(d.path("cloudclient.key"))
+        .args(cloud_client_tls(d))
         .stdout(fs::File::create(d.path(out)).unwrap())
         .stderr(Stdio::null())
         .spawn()
@@ -296,6 +268,18 @@ pub fn cloud_sub(d: &Dir, m: &Mosquitto, topic: &str, out: &str) -> Proc {
         "subscriber did not subscribe"
     );
     p
+}
+
+/// `--cafile`, `--cert`, `--key` of the cloud-side test client.
+fn cloud_client_tls(d: &Dir) -> [PathBuf; 6] {
+    [
+        "--cafile".into(),
+        d.path("ca.pem"),
+        "--cert".into(),
+        d.path("cloudclient.pem"),
+        "--key".into(),
+        d.path("cloudclient.key"),
+    ]
 }
 
 pub fn cloud_pub(d: &Dir, m: &Mosquitto, topic: &str, payload: &str, qos: &str) {
@@ -312,12 +296,7 @@ pub fn cloud_pub(d: &Dir, m: &Mosquitto, topic: &str, payload: &str, qos: &str) 
             "-m",
             payload,
         ])
-        .arg("--cafile")
-        .arg(d.path("ca.pem"))
-        .arg("--cert")
-        .arg(d.path("cloudclient.pem"))
-        .arg("--key")
-        .arg(d.path("cloudclient.key"))
+        .args(cloud_client_tls(d))
         .status()
         .unwrap();
     assert!(ok.success());

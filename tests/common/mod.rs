@@ -254,8 +254,27 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `sprig start -r ROOT ARGS...` with extra environment.
     pub fn spawn(root: &TestRoot, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let log = fs::File::create(root.stderr_file()).expect("create stderr file");
-        let log2 = log.try_clone().expect("dup stderr file");
+        fs::File::create(root.stderr_file()).expect("create stderr file");
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(root.stderr_file())
+            .expect("open stderr file");
+        Daemon::spawn_with_stderr(root, args, env, log.into())
+    }
+
+    /// [`Daemon::spawn`] with stderr going to `stderr` (stdout still appends to the stderr
+    /// file).
+    pub fn spawn_with_stderr(
+        root: &TestRoot,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Daemon {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.stderr_file())
+            .expect("open stderr file");
         let mut cmd = sprig_bin();
         cmd.arg("start")
             .arg("-r")
@@ -263,7 +282,7 @@ impl Daemon {
             .args(args)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2);
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -378,47 +397,77 @@ pub fn files_size(dir: &Path, prefix: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A self-signed EC P-256 certificate and its key (PEM), made by the openssl CLI.
-pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[&str]) {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
-        .args(extra)
+/// mosquitto_pub/mosquitto_sub arguments for a device on sprig's local broker (TLS on
+/// localhost:`port`, client certificate, client id).
+pub fn mosquitto_device_args(
+    port: u16,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    client_id: &str,
+) -> Vec<String> {
+    let s = |p: &Path| p.display().to_string();
+    vec![
+        "-h".into(),
+        "localhost".into(),
+        "-p".into(),
+        port.to_string(),
+        "--cafile".into(),
+        s(ca),
+        "--cert".into(),
+        s(cert),
+        "--key".into(),
+        s(key),
+        "-i".into(),
+        client_id.into(),
+    ]
+}
+
+/// Runs `openssl ARGS...` in `dir` and asserts it succeeded.
+pub fn openssl_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("openssl");
+    cmd.args(args).current_dir(dir);
+    run_openssl(&mut cmd)
+}
+
+/// Runs the openssl CLI with `args`; panics with its stderr when it fails.
+pub fn openssl(args: &[&str]) -> Output {
+    run_openssl(Command::new("openssl").args(args))
+}
+
+fn run_openssl(cmd: &mut Command) -> Output {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
         .expect("run openssl (the tests need the openssl CLI)");
     assert!(
         out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs the openssl CLI with `args`; panics with its stderr when it fails.
-pub fn openssl(args: &[&str]) -> Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A self-signed EC P-256 certificate and its key (PEM), made by the openssl CLI.
+pub fn openssl_self_signed(key: &Path, cert: &Path, common_name: &str, extra: &[&str]) {
+    run_openssl(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .arg("-keyout")
+            .arg(key)
+            .arg("-out")
+            .arg(cert)
+            .args(["-days", "30", "-subj", &format!("/CN={common_name}")])
+            .args(extra),
+    );
 }
 
 /// Account and region of the test groups' ARNs.
