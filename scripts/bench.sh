@@ -7,6 +7,8 @@
 #   scripts/bench.sh --quick          # CI smoke: one short run, prints, writes nothing
 #   scripts/bench.sh --mosquitto-only # the mosquitto column alone
 #   scripts/bench.sh --runs 5 --out /tmp/B.md
+#   scripts/bench.sh --host-build     # measure the host glibc release build instead of the
+#                                     # static musl x86_64 binary that ships (musl/build.sh)
 #
 # Needs: cargo, openssl, mosquitto (Debian package), python3. Run as any user; as root
 # mosquitto is told `user root` so it can read the generated keys.
@@ -18,6 +20,7 @@ QUICK=0
 RUNS=5
 OUT=BENCHMARKS.md
 BROKERS="mosquitto sprig"
+HOST_BUILD=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; RUNS=1; OUT= ;;
@@ -25,6 +28,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --mosquitto-only) BROKERS=mosquitto ;;
     --sprig-only) BROKERS=sprig ;;
+    --host-build) HOST_BUILD=1 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -61,9 +65,18 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # ---------------------------------------------------------------------------------------------
 # Build (release, the shipped profile) and tools.
 log "building sprig (release) and the load generator"
-nice -n 5 cargo build --release --locked -q
 nice -n 5 cargo build --release --locked -q --manifest-path tools/loadgen/Cargo.toml
-SPRIG=$REPO/target/release/sprig
+# By default the binary users install: static musl, std built for size (musl/build.sh). Its
+# RSS differs from a glibc build's (no shared libraries, musl's allocator).
+if [ "$HOST_BUILD" = 0 ] && [ "$(uname -m)" = x86_64 ]; then
+  nice -n 5 musl/build.sh x86_64-unknown-linux-musl --profile router >&2
+  SPRIG=$REPO/dist/bin/x86_64-unknown-linux-musl/router/sprig
+  export SPRIG_BUILD="the shipped static build (x86_64-unknown-linux-musl, router profile, musl/build.sh: opt-level z, fat LTO, std built for size)"
+else
+  nice -n 5 cargo build --release --locked -q
+  SPRIG=$REPO/target/release/sprig
+  export SPRIG_BUILD="the host release build (glibc, opt-level z, LTO), not the static musl build that ships"
+fi
 LOADGEN=$REPO/tools/loadgen/target/release/sprig-loadgen
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 [ -x "$MOSQUITTO" ] || { echo "bench.sh: mosquitto not installed (apt-get install mosquitto)" >&2; exit 1; }
