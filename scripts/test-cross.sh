@@ -40,7 +40,7 @@ if [ "${CROSS_SKIP_DIST:-0}" != 1 ]; then
   size-report/check-budgets.sh
 fi
 
-SCENARIOS=${CROSS_SCENARIO_TESTS:-"daemon broker router shadow demo cloud"}
+SCENARIOS=${CROSS_SCENARIO_TESTS:-"daemon broker router shadow demo cloud_e2e sdk"}
 # Per test file: test names (substrings) that cannot hold under qemu-user (thread counts).
 skips_for() {
   case "$1" in
