@@ -38,19 +38,23 @@ fn other_targets_reproducers() {
     replay("topic", oracles::topic);
     replay("mqtt_packet", oracles::mqtt_packet);
     replay("spool_record", oracles::spool_record);
+    replay("dns_response", oracles::dns_response);
+    replay("proxy_reply", oracles::proxy_reply);
 }
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, fn(&[u8])); 6] = [
+    let checks: [(&str, fn(&[u8])); 8] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
         ("topic", oracles::topic),
         ("mqtt_packet", oracles::mqtt_packet),
         ("spool_record", oracles::spool_record),
+        ("dns_response", oracles::dns_response),
+        ("proxy_reply", oracles::proxy_reply),
     ];
     for (target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
@@ -59,4 +63,24 @@ fn seeds_pass_the_oracles() {
             check(&std::fs::read(e.unwrap().path()).unwrap());
         }
     }
+}
+
+/// The DNS and proxy seeds are the real thing, so the fuzzers start from the paths that
+/// matter: a CNAME-then-A answer with name compression, and an open tunnel with TLS behind it.
+#[test]
+fn network_seeds_take_the_success_paths() {
+    use sprig::cloud::dns::{parse_response, Answer};
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let dns = std::fs::read(seeds.join("dns_response/cname_then_a.bin")).unwrap();
+    assert_eq!(
+        parse_response(&dns, 0x1234),
+        Ok(Answer::Addresses(vec![std::net::Ipv4Addr::new(
+            52, 31, 7, 9
+        )]))
+    );
+    let reply = std::fs::read(seeds.join("proxy_reply/200_tinyproxy.bin")).unwrap();
+    let n = sprig::cloud::proxy::parse_connect_reply(&reply)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply[n..], b"\x16\x03\x03");
 }

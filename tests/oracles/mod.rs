@@ -176,3 +176,36 @@ pub fn spool_record(data: &[u8]) {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A name server's UDP answer (any bytes, as from the network): parsing never panics, and
+/// every address it returns came from a record in the packet (an A record takes at least 15
+/// bytes: a compressed name, type, class, TTL, length and 4 bytes of data).
+pub fn dns_response(data: &[u8]) {
+    use sprig::cloud::dns::{parse_response, Answer};
+    let id = match data {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    if let Ok(Answer::Addresses(ips)) = parse_response(data, id) {
+        assert!(
+            ips.len() * 15 <= data.len(),
+            "{} addresses from {} bytes",
+            ips.len(),
+            data.len()
+        );
+    }
+}
+
+/// An HTTP proxy's reply to CONNECT (any bytes): parsing never panics; an open tunnel's header
+/// length lies within the bytes and ends with the blank line, so no tunnelled byte is eaten.
+pub fn proxy_reply(data: &[u8]) {
+    use sprig::cloud::proxy::parse_connect_reply;
+    if let Ok(Some(n)) = parse_connect_reply(data) {
+        assert!(
+            n >= 4 && n <= data.len(),
+            "header of {n} in {} bytes",
+            data.len()
+        );
+        assert_eq!(&data[n - 4..n], b"\r\n\r\n");
+    }
+}
