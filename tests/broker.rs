@@ -23,31 +23,22 @@ struct Rig {
 }
 
 fn group_json(devs: &[&Dev]) -> String {
-    let devices: Vec<String> = devs.iter().map(|d| d.group_entry()).collect();
     let (a, b, c) = (
         devs[0].thing_arn(),
         devs[1].thing_arn(),
         devs[2].thing_arn(),
     );
-    let subs = [
-        (&a, "direct/b", &b),
-        (&a, "room/+/temp", &b),
-        (&a, "room/+/temp", &c),
-        (&a, "flood/#", &b),
-        (&a, "flood/#", &c),
-        (&a, "big/#", &b),
-    ];
-    let subs: Vec<String> = subs
-        .iter()
-        .enumerate()
-        .map(|(i, (s, subj, t))| {
-            format!(r#"{{"Id":"s{i}","Source":"{s}","Subject":"{subj}","Target":"{t}"}}"#)
-        })
-        .collect();
-    format!(
-        r#"{{"DeviceDefinitionVersion":{{"Devices":[{}]}},"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}}}}"#,
-        devices.join(","),
-        subs.join(",")
+    let route = |s: &String, subj: &str, t: &String| (s.clone(), subj.to_string(), t.clone());
+    group_json_with(
+        devs,
+        &[
+            route(&a, "direct/b", &b),
+            route(&a, "room/+/temp", &b),
+            route(&a, "room/+/temp", &c),
+            route(&a, "flood/#", &b),
+            route(&a, "flood/#", &c),
+            route(&a, "big/#", &b),
+        ],
     )
 }
 

@@ -55,19 +55,7 @@ fn group_json(p: &Dev, s: &Dev) -> String {
             s.thing_arn(),
         ),
     ];
-    let subs: Vec<String> = subs
-        .iter()
-        .enumerate()
-        .map(|(i, (src, subj, dst))| {
-            format!(r#"{{"Id":"s{i}","Source":"{src}","Subject":"{subj}","Target":"{dst}"}}"#)
-        })
-        .collect();
-    format!(
-        r#"{{"DeviceDefinitionVersion":{{"Devices":[{},{}]}},"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}}}}"#,
-        p.group_entry(),
-        s.group_entry(),
-        subs.join(",")
-    )
+    group_json_with(&[p, s], &subs)
 }
 
 fn rig(label: &str) -> Rig {

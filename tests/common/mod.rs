@@ -612,3 +612,26 @@ pub fn log_text(root: &TestRoot, daemon: &Daemon) -> String {
     }
     s
 }
+
+/// A group.json holding `devices` and one subscription per `(Source, Subject, Target)`, with
+/// Ids `s0`, `s1`, ... in order.
+pub fn group_json_with<S: AsRef<str>>(devices: &[&Dev], subs: &[(S, S, S)]) -> String {
+    let devices: Vec<String> = devices.iter().map(|d| d.group_entry()).collect();
+    let subs: Vec<String> = subs
+        .iter()
+        .enumerate()
+        .map(|(i, (src, subj, dst))| {
+            format!(
+                r#"{{"Id":"s{i}","Source":"{}","Subject":"{}","Target":"{}"}}"#,
+                src.as_ref(),
+                subj.as_ref(),
+                dst.as_ref()
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"DeviceDefinitionVersion":{{"Devices":[{}]}},"SubscriptionDefinitionVersion":{{"Subscriptions":[{}]}}}}"#,
+        devices.join(","),
+        subs.join(",")
+    )
+}
