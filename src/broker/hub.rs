@@ -22,6 +22,14 @@ pub trait CloudSink {
     fn send(&self, topic: &str, payload: &Bytes) -> bool;
 }
 
+/// Where messages for a local service go: the shadow service (Target `GGShadowService`) and the
+/// Lambda runner (Target a function ARN) implement this; `target` is the endpoint the
+/// subscription named. Called on the event loop; must not block. Return `false` when the
+/// message was not taken (the sink counts and logs why; the hub counts the refusal too).
+pub trait LocalSink {
+    fn deliver(&self, target: &Endpoint, source: &Endpoint, topic: &str, payload: &Bytes) -> bool;
+}
+
 /// Counters of the local message path, reported by `sprig status`.
 #[derive(Debug, Default)]
 pub struct BrokerStats {
@@ -145,6 +153,10 @@ pub struct Hub {
     pub stats: BrokerStats,
     pub max_connections: usize,
     cloud: RefCell<Option<Rc<dyn CloudSink>>>,
+    /// The shadow service, once plugged in (`set_shadow_sink`).
+    shadow: RefCell<Option<Rc<dyn LocalSink>>>,
+    /// The Lambda runner, once plugged in (`set_function_sink`).
+    functions: RefCell<Option<Rc<dyn LocalSink>>>,
 }
 
 impl Hub {
@@ -169,12 +181,24 @@ impl Hub {
             stats: BrokerStats::default(),
             max_connections,
             cloud: RefCell::new(None),
+            shadow: RefCell::new(None),
+            functions: RefCell::new(None),
         })
     }
 
     /// Plugs in the cloud link: from now on messages routed to `cloud` go to `sink`.
     pub fn set_cloud_sink(&self, sink: Rc<dyn CloudSink>) {
         *self.cloud.borrow_mut() = Some(sink);
+    }
+
+    /// Plugs in the shadow service: messages routed to `GGShadowService` go to `sink`.
+    pub fn set_shadow_sink(&self, sink: Rc<dyn LocalSink>) {
+        *self.shadow.borrow_mut() = Some(sink);
+    }
+
+    /// Plugs in the Lambda runner: messages routed to a function ARN go to `sink`.
+    pub fn set_function_sink(&self, sink: Rc<dyn LocalSink>) {
+        *self.functions.borrow_mut() = Some(sink);
     }
 
     /// The thing name of the group device with this certificate id.
@@ -263,7 +287,12 @@ impl Hub {
                         );
                     }
                 }
-                Some(Endpoint::ShadowService) => {
+                Some(target @ Endpoint::ShadowService) => {
+                    let sink = self.shadow.borrow().clone();
+                    if let Some(sink) = sink {
+                        sink.deliver(target, &item.source, &item.topic, &item.payload);
+                        continue;
+                    }
                     bump(&self.stats.dropped_shadow);
                     // Once at info, then at debug: a chatty device must not flood the log.
                     let level = if self.stats.dropped_shadow.get() == 1 {
@@ -278,9 +307,26 @@ impl Hub {
                         item.source
                     );
                 }
+                Some(target @ Endpoint::Function(_)) => {
+                    let sink = self.functions.borrow().clone();
+                    if let Some(sink) = sink {
+                        sink.deliver(target, &item.source, &item.topic, &item.payload);
+                        continue;
+                    }
+                    bump(&self.stats.dropped_no_local_target);
+                    log::debug!(
+                        "message on {:?} for {:?} dropped: the Lambda runner is not built yet",
+                        item.topic,
+                        target
+                    );
+                }
                 Some(other) => {
                     bump(&self.stats.dropped_no_local_target);
-                    log::debug!("message on {:?} for {:?} dropped: Lambda and connector targets are not built yet", item.topic, other);
+                    log::debug!(
+                        "message on {:?} for {:?} dropped: connector targets are not built yet",
+                        item.topic,
+                        other
+                    );
                 }
                 None => {}
             }

@@ -27,7 +27,7 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use rustls::ServerConfig;
 
-pub use hub::{run_dispatcher, BrokerStats, CloudSink, Hub};
+pub use hub::{run_dispatcher, BrokerStats, CloudSink, Hub, LocalSink};
 
 /// The TLS server config new connections use; replace it to rotate the server certificate
 /// (connections already open keep theirs, so no device is dropped).
