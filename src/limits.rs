@@ -228,3 +228,15 @@ pub const CLOUD_DNS_TIMEOUT_MS: u64 = 2_000;
 
 /// Cloud: rounds over the name servers in /etc/resolv.conf before a connect attempt fails.
 pub const CLOUD_DNS_ATTEMPTS: usize = 2;
+
+// Backpressure and per-connection footprint (issue 13).
+
+/// Device connections paused by a full work queue resume once the dispatcher has drained it to
+/// this share of both its bounds (`maxWorkItemCount`, `MAX_WORK_QUEUE_BYTES`), percent. Below
+/// 100 so a freed slot is not won by whichever connection polls first: all waiting connections
+/// resume together (issue 13 §6: "every connection alike, so no one publisher starves").
+pub const WORK_QUEUE_RESUME_PERCENT: usize = 50;
+
+/// Reply buffer a device session keeps between writes, bytes: a PUBACK is 4, a PINGRESP 2, a
+/// SUBACK 4 + one per filter; a bigger one (many filters at once) is given back after sending.
+pub const SESSION_REPLY_KEEP_BYTES: usize = 64;

@@ -104,6 +104,10 @@ impl StatusBoard {
                     ("high_water", int(q.high_water)),
                     ("accepted", int(q.accepted)),
                     ("delivered_to_devices", int(s.delivered.get())),
+                    // Backpressure: times device connections paused reading because the queue
+                    // was full, and PUBLISHes that waited for room (none dropped).
+                    ("backpressure_pauses", int(q.backpressure_pauses)),
+                    ("deferred", int(q.deferred)),
                 ]),
             ),
             (

@@ -1,10 +1,18 @@
 //! The one bounded work queue shared by every producer (devices through the broker, the cloud
 //! link), drained by the dispatcher. Capacity is `runtime.maxWorkItemCount` items and
-//! [`limits::MAX_WORK_QUEUE_BYTES`] bytes: when either bound is hit the NEW item is dropped and
-//! counted; a push never blocks and never grows memory (guide: "maxWorkItemCount ... the
-//! maximum number of work items that the Greengrass core can process" — excess is dropped).
+//! [`limits::MAX_WORK_QUEUE_BYTES`] bytes; nothing ever grows past them. Two ways in:
 //!
-//! [`WorkQueue`] is the sans-IO core; [`SharedQueue`] adds the wake-up for the one consumer.
+//! * [`WorkQueue::push`] (the cloud link): when a bound is hit the NEW item is dropped and
+//!   counted (`queue_full`); the link then withholds its PUBACK upstream.
+//! * [`WorkQueue::offer`] (device connections): backpressure. When a bound is hit the item is
+//!   handed back and the queue *closes its gate*: every device connection alike then holds its
+//!   one parsed PUBLISH, stops reading its socket (TCP and the device's in-flight window slow
+//!   the device down) and PUBACKs only once the item is in. The gate reopens when the
+//!   dispatcher has drained the queue to [`limits::WORK_QUEUE_RESUME_PERCENT`] of both bounds,
+//!   so waiting connections resume together instead of one stealing each freed slot.
+//!
+//! [`WorkQueue`] is the sans-IO core; [`SharedQueue`] adds the wake-ups: the one consumer, and
+//! the producers waiting for the gate.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -41,6 +49,16 @@ pub enum Refused {
     Oversize,
 }
 
+/// Why [`WorkQueue::offer`] did not take an item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deferred {
+    /// No room (or the gate is closed): the item comes back; offer it again once
+    /// [`SharedQueue::room`] completes. Nothing was dropped.
+    Wait(WorkItem),
+    /// The payload is over [`limits::MAX_PAYLOAD_BYTES`]: dropped and counted.
+    Oversize,
+}
+
 /// Counters kept by the queue, reported by `sprig status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -49,6 +67,10 @@ pub struct QueueStats {
     pub dropped_oversize: u64,
     /// Most items ever queued at once.
     pub high_water: usize,
+    /// Times the gate closed: device connections paused until the queue drained.
+    pub backpressure_pauses: u64,
+    /// Device PUBLISHes that had to wait for room (each taken later, none dropped).
+    pub deferred: u64,
 }
 
 /// A fixed-capacity FIFO of [`WorkItem`]s.
@@ -61,6 +83,8 @@ pub struct WorkQueue {
     stats: QueueStats,
     /// Drops since the queue last had room, for one log line per episode instead of per item.
     dropping: u64,
+    /// Closed by an `offer` that found no room; reopened by `pop` at the resume mark.
+    gate_closed: bool,
 }
 
 impl WorkQueue {
@@ -74,24 +98,73 @@ impl WorkQueue {
             bytes: 0,
             stats: QueueStats::default(),
             dropping: 0,
+            gate_closed: false,
         }
+    }
+
+    fn has_room_for(&self, size: usize) -> bool {
+        self.items.len() < self.capacity && self.bytes + size <= self.max_bytes
+    }
+
+    fn refuse_oversize(&mut self, item: &WorkItem) {
+        self.stats.dropped_oversize += 1;
+        log::warn!(
+            "dropped a {}-byte message from {:?} on {:?}: payloads over {} bytes are refused",
+            item.payload.len(),
+            item.source,
+            item.topic,
+            limits::MAX_PAYLOAD_BYTES
+        );
+    }
+
+    fn append(&mut self, item: WorkItem) {
+        self.bytes += item.size();
+        self.items.push_back(item);
+        self.stats.accepted += 1;
+        self.stats.high_water = self.stats.high_water.max(self.items.len());
+    }
+
+    /// Queues `item` if there is room and the gate is open; else hands it back (and closes the
+    /// gate) so the producer can wait: backpressure for device connections. Never drops a
+    /// message that fits the payload limit.
+    pub fn offer(&mut self, item: WorkItem) -> Result<(), Deferred> {
+        if item.payload.len() > limits::MAX_PAYLOAD_BYTES {
+            self.refuse_oversize(&item);
+            return Err(Deferred::Oversize);
+        }
+        if self.items.is_empty() {
+            // Nothing left to drain: whatever closed the gate is gone.
+            self.gate_closed = false;
+        }
+        if self.gate_closed || !self.has_room_for(item.size()) {
+            if !self.gate_closed {
+                self.gate_closed = true;
+                self.stats.backpressure_pauses += 1;
+                log::debug!(
+                    "work queue full ({} items, {} bytes): device connections pause reading",
+                    self.items.len(),
+                    self.bytes
+                );
+            }
+            self.stats.deferred += 1;
+            return Err(Deferred::Wait(item));
+        }
+        self.append(item);
+        Ok(())
+    }
+
+    /// Whether device connections must wait (see [`WorkQueue::offer`]).
+    pub fn gate_closed(&self) -> bool {
+        self.gate_closed
     }
 
     /// Queues `item`, or drops it and counts why. Never blocks, never grows past the bounds.
     pub fn push(&mut self, item: WorkItem) -> Result<(), Refused> {
         if item.payload.len() > limits::MAX_PAYLOAD_BYTES {
-            self.stats.dropped_oversize += 1;
-            log::warn!(
-                "dropped a {}-byte message from {:?} on {:?}: payloads over {} bytes are refused",
-                item.payload.len(),
-                item.source,
-                item.topic,
-                limits::MAX_PAYLOAD_BYTES
-            );
+            self.refuse_oversize(&item);
             return Err(Refused::Oversize);
         }
-        let size = item.size();
-        if self.items.len() >= self.capacity || self.bytes + size > self.max_bytes {
+        if !self.has_room_for(item.size()) {
             self.stats.dropped_full += 1;
             if self.dropping == 0 {
                 log::warn!(
@@ -112,10 +185,7 @@ impl WorkQueue {
             );
             self.dropping = 0;
         }
-        self.bytes += size;
-        self.items.push_back(item);
-        self.stats.accepted += 1;
-        self.stats.high_water = self.stats.high_water.max(self.items.len());
+        self.append(item);
         Ok(())
     }
 
@@ -124,6 +194,20 @@ impl WorkQueue {
         let item = self.items.pop_front()?;
         self.bytes -= item.size();
         Some(item)
+    }
+
+    /// Reopens a closed gate once the queue is down to the resume mark on both bounds; `true`
+    /// when it did (the caller wakes the waiting producers).
+    pub fn reopen_if_drained(&mut self) -> bool {
+        let pct = limits::WORK_QUEUE_RESUME_PERCENT;
+        if self.gate_closed
+            && self.items.len() <= self.capacity * pct / 100
+            && self.bytes <= self.max_bytes / 100 * pct
+        {
+            self.gate_closed = false;
+            return true;
+        }
+        false
     }
 
     pub fn len(&self) -> usize {
@@ -185,6 +269,10 @@ impl Notify {
 pub struct SharedQueue {
     queue: RefCell<WorkQueue>,
     ready: Notify,
+    /// Producers waiting for the gate to reopen, woken all at once in the order they came.
+    /// At most one entry per connection task that paused since the last reopening
+    /// (`sprig.maxConnections`); emptied on every reopening.
+    room: RefCell<Vec<Waker>>,
 }
 
 /// A handle to the shared queue; clone it for each producer.
@@ -195,7 +283,45 @@ impl SharedQueue {
         Rc::new(SharedQueue {
             queue: RefCell::new(WorkQueue::new(capacity, max_bytes)),
             ready: Notify::default(),
+            room: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Queues `item` for the dispatcher or hands it back to wait (see [`WorkQueue::offer`]).
+    pub fn offer(&self, item: WorkItem) -> Result<(), Deferred> {
+        self.queue.borrow_mut().offer(item)?;
+        self.ready.notify();
+        Ok(())
+    }
+
+    /// Whether device connections may offer (the gate is open).
+    pub fn is_open(&self) -> bool {
+        !self.queue.borrow().gate_closed()
+    }
+
+    /// Completes once device connections may offer again (the gate is open).
+    pub async fn room(&self) {
+        poll_fn(|cx| {
+            if !self.queue.borrow().gate_closed() {
+                return Poll::Ready(());
+            }
+            let mut room = self.room.borrow_mut();
+            if !room.iter().any(|w| w.will_wake(cx.waker())) {
+                room.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn popped(&self, item: Option<WorkItem>) -> Option<WorkItem> {
+        if item.is_some() && self.queue.borrow_mut().reopen_if_drained() {
+            let waiting = std::mem::take(&mut *self.room.borrow_mut());
+            for w in waiting {
+                w.wake();
+            }
+        }
+        item
     }
 
     /// Queues `item` for the dispatcher, or drops and counts it. Never blocks.
@@ -208,7 +334,8 @@ impl SharedQueue {
     /// Waits for and removes the oldest item (for the one consumer, the dispatcher).
     pub async fn pop(&self) -> WorkItem {
         loop {
-            if let Some(item) = self.queue.borrow_mut().pop() {
+            let item = self.queue.borrow_mut().pop();
+            if let Some(item) = self.popped(item) {
                 return item;
             }
             self.ready.notified().await;
@@ -217,7 +344,8 @@ impl SharedQueue {
 
     /// Removes the oldest item without waiting.
     pub fn try_pop(&self) -> Option<WorkItem> {
-        self.queue.borrow_mut().pop()
+        let item = self.queue.borrow_mut().pop();
+        self.popped(item)
     }
 
     /// (items queued, capacity, stats), for status reports.
@@ -290,6 +418,71 @@ mod tests {
             let _ = q.push(item(1));
         }
         assert_eq!(q.items.capacity(), cap, "a full queue must not grow");
+    }
+
+    #[test]
+    fn offer_hands_back_when_full_and_the_gate_reopens_at_the_resume_mark() {
+        let mut q = WorkQueue::new(4, 1 << 20);
+        for _ in 0..4 {
+            q.offer(item(1)).unwrap();
+        }
+        assert_eq!(q.offer(item(2)), Err(Deferred::Wait(item(2))));
+        assert!(q.gate_closed());
+        q.pop();
+        // Room for one, but the gate stays closed until the queue is down to the mark, so
+        // the next producer cannot take the slot the first waiter is waiting for.
+        assert!(!q.reopen_if_drained());
+        assert!(matches!(q.offer(item(3)), Err(Deferred::Wait(_))));
+        q.pop();
+        assert!(q.reopen_if_drained(), "2 of 4 is the 50 % mark");
+        q.offer(item(2)).unwrap();
+        let s = q.stats();
+        assert_eq!((s.backpressure_pauses, s.deferred), (1, 2));
+        assert_eq!(s.dropped_full, 0, "offer never drops");
+        assert_eq!(q.offer(item(limits::MAX_PAYLOAD_BYTES + 1)), Err(Deferred::Oversize));
+        // push (the cloud link) still drops the new item when full, gate or not.
+        q.push(item(1)).unwrap();
+        assert_eq!(q.push(item(1)), Err(Refused::Full));
+    }
+
+    #[test]
+    fn the_byte_bound_closes_the_gate_too() {
+        let mut q = WorkQueue::new(100, 1000);
+        q.offer(item(899)).unwrap();
+        assert!(matches!(q.offer(item(200)), Err(Deferred::Wait(_))));
+        q.pop();
+        assert!(q.reopen_if_drained());
+        q.offer(item(200)).unwrap();
+    }
+
+    #[test]
+    fn waiting_producers_are_woken_when_the_dispatcher_drains() {
+        let q = SharedQueue::new(4, 1 << 20);
+        let ex = async_executor::LocalExecutor::new();
+        for _ in 0..4 {
+            q.offer(item(1)).unwrap();
+        }
+        let back = match q.offer(item(5)) {
+            Err(Deferred::Wait(it)) => it,
+            other => panic!("{other:?}"),
+        };
+        let done = Rc::new(Cell::new(false));
+        let (q2, done2) = (q.clone(), done.clone());
+        let producer = ex.spawn(async move {
+            q2.room().await;
+            q2.offer(back).unwrap();
+            done2.set(true);
+        });
+        while ex.try_tick() {}
+        assert!(!done.get(), "the gate is closed");
+        assert!(q.try_pop().is_some());
+        while ex.try_tick() {}
+        assert!(!done.get(), "3 of 4: above the resume mark");
+        assert!(q.try_pop().is_some());
+        while ex.try_tick() {}
+        assert!(done.get(), "2 of 4: reopened, the waiter was woken");
+        futures_lite::future::block_on(ex.run(producer));
+        assert_eq!(q.snapshot().0, 3);
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! One device connection: TLS handshake, CONNECT with certificate auth, then the MQTT 3.1.1
-//! loop (PUBLISH in, SUBSCRIBE checked against the router, PUBLISH out from the outbox).
+//! One device connection, the thin shell around [`super::session`]: TLS handshake (bounded by
+//! a timeout), then it moves decrypted bytes into the session, the session's replies and the
+//! device's outbox into TLS, and waits for whatever can happen next: socket readable or
+//! writable, outbox frames, room in the work queue, the session's deadline.
 //!
-//! Every wait is bounded: handshake and CONNECT by timeouts, silence by keep-alive × 1.5.
-//! Backpressure: while the socket will not take our bytes we neither read from it nor pull
-//! from its outbox, so its outbox fills and the dispatcher drops (and counts) for it alone.
+//! Backpressure both ways: while the socket will not take our bytes we neither read from it nor
+//! pull from its outbox (so its outbox fills and the dispatcher drops, and counts, for it
+//! alone); while the session holds a PUBLISH the work queue could not take we do not read from
+//! the socket (TCP and the device's in-flight window hold the rest) but keep sending its
+//! outbox, and resume when the queue has room.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,30 +16,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use bytes::{Buf, BytesMut};
 use futures_lite::future;
-use mqttbytes::v4::{
-    self, ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck,
-};
-use mqttbytes::{PacketType, Protocol, QoS};
 use rustls::{ServerConfig, ServerConnection};
 
 use super::hub::{Hub, Outbox};
+use super::session::{Broker, Close, Session, Step};
 use super::tls::{ReadOutcome, TlsStream};
-use crate::config::Endpoint;
 use crate::limits;
-use crate::topic;
-use crate::workq::{Refused, WorkItem};
+use crate::workq::{Deferred, WorkItem};
 
 /// Why a connection ended; logged once, counted in the hub's stats.
 enum End {
-    /// The client closed or sent DISCONNECT.
-    Normal,
+    Session(Close),
     Io(io::Error),
-    Malformed(String),
-    KeepAlive,
-    Refused(String),
     Replaced,
+}
+
+impl From<Close> for End {
+    fn from(c: Close) -> End {
+        End::Session(c)
+    }
 }
 
 /// Decrements the connection count however the task ends (also when it is dropped).
@@ -99,20 +99,11 @@ pub async fn serve(
         hub: hub.clone(),
         s,
         peer,
-        cert_id,
-        inbuf: BytesMut::with_capacity(4096),
-        skip: 0,
+        session: Session::new(cert_id, Instant::now()),
         device: None,
-        keep_alive: None,
-        last_rx: Instant::now(),
-        connect_deadline: Instant::now() + Duration::from_secs(limits::CONNECT_TIMEOUT_SECS),
     };
     let end = c.run().await;
-    let who = c
-        .device
-        .as_ref()
-        .map(|o| o.thing_name.clone())
-        .unwrap_or_default();
+    let who = c.session.thing().unwrap_or_default().to_owned();
     if let Some(ob) = c.device.take() {
         hub.unregister(&ob);
     }
@@ -120,17 +111,17 @@ pub async fn serve(
     c.s.tls.send_close_notify();
     let _ = c.s.flush();
     match end {
-        End::Normal => log::info!("{peer} {who}: disconnected"),
+        End::Session(Close::Disconnect) => log::info!("{peer} {who}: disconnected"),
         End::Io(e) => log::info!("{peer} {who}: connection lost: {e}"),
-        End::Malformed(why) => {
+        End::Session(Close::Malformed(why)) => {
             bump(&hub.stats.closed_malformed);
             log::warn!("{peer} {who}: closed: {why}");
         }
-        End::KeepAlive => {
+        End::Session(Close::KeepAlive) => {
             bump(&hub.stats.closed_keep_alive);
             log::info!("{peer} {who}: closed: silent for 1.5 × its keep-alive");
         }
-        End::Refused(why) => {
+        End::Session(Close::Refused(why)) => {
             bump(&hub.stats.refused_auth);
             log::warn!("{peer}: refused: {why}");
         }
@@ -149,6 +140,7 @@ enum Wake {
     Readable,
     Writable,
     Outbox,
+    Room,
     Timer,
 }
 
@@ -156,19 +148,93 @@ struct Conn {
     hub: Rc<Hub>,
     s: TlsStream,
     peer: SocketAddr,
-    cert_id: String,
-    /// Plaintext MQTT bytes not yet parsed; at most one packet plus one read's worth.
-    inbuf: BytesMut,
-    /// Bytes of an oversized PUBLISH still to be discarded unread.
-    skip: usize,
+    session: Session,
     /// Set once CONNECT was accepted.
     device: Option<Rc<Outbox>>,
-    keep_alive: Option<Duration>,
-    last_rx: Instant,
-    connect_deadline: Instant,
+}
+
+/// The session's view of the hub for one connection.
+struct Port<'a> {
+    hub: &'a Hub,
+    peer: SocketAddr,
+    device: &'a mut Option<Rc<Outbox>>,
+}
+
+impl Broker for Port<'_> {
+    fn thing_for_certificate(&self, certificate_id: &str) -> Option<String> {
+        self.hub
+            .device_for_certificate(certificate_id)
+            .map(str::to_owned)
+    }
+
+    fn connected(&mut self, thing: &str, certificate_id: &str) {
+        let ob = Rc::new(Outbox::new(thing));
+        self.hub.register(ob.clone());
+        log::info!(
+            "{} {}: connected (certificate {})",
+            self.peer,
+            thing,
+            &certificate_id[..12.min(certificate_id.len())]
+        );
+        *self.device = Some(ob);
+    }
+
+    fn subscribe(&mut self, thing: &str, filter: &str) -> bool {
+        let ok = self.hub.router.may_subscribe(thing, filter)
+            && self.device.as_ref().is_some_and(|o| o.add_filter(filter));
+        if !ok {
+            log::info!(
+                "{} {thing}: SUBSCRIBE {filter:?} refused (0x80): no subscription of the group routes it to this device",
+                self.peer
+            );
+        }
+        ok
+    }
+
+    fn unsubscribe(&mut self, filter: &str) {
+        if let Some(o) = self.device.as_ref() {
+            o.remove_filter(filter);
+        }
+    }
+
+    fn offer(&mut self, item: WorkItem) -> Result<(), Deferred> {
+        self.hub.queue.offer(item)
+    }
+
+    fn oversize(&mut self, thing: &str, len: usize) {
+        bump(&self.hub.stats.dropped_oversize);
+        log::warn!(
+            "{} {thing}: refused a {len}-byte PUBLISH: payloads over {} bytes are not accepted",
+            self.peer,
+            limits::MAX_PAYLOAD_BYTES
+        );
+    }
 }
 
 impl Conn {
+    fn port(&mut self) -> (&mut Session, Port<'_>) {
+        (
+            &mut self.session,
+            Port {
+                hub: &self.hub,
+                peer: self.peer,
+                device: &mut self.device,
+            },
+        )
+    }
+
+    /// One round of the session; its replies go into TLS (also before a close: CONNACK 1).
+    fn process(&mut self) -> Result<Step, End> {
+        let (session, mut port) = self.port();
+        let step = session.process(&mut port, Instant::now());
+        if !self.session.output().is_empty() {
+            let w = self.s.tls.writer().write_all(self.session.output());
+            self.session.clear_output();
+            w.map_err(End::Io)?;
+        }
+        Ok(step?)
+    }
+
     async fn run(&mut self) -> End {
         // The client's first packets may have come in the same read as its last handshake
         // flight: rustls holds them decrypted and the socket will not wake us for them.
@@ -177,11 +243,14 @@ impl Conn {
         }
         let mut closing = false;
         loop {
-            // 1. Parse what we have, within the per-wake budget, unless the socket is backed up.
+            // 1. Parse what we have, within the per-wake budget, unless the socket is backed up
+            //    or a held message still meets a closed work-queue gate.
             let mut more_frames = false;
-            if !closing && !self.s.tls.wants_write() {
-                match self.process_frames() {
-                    Ok(Step::Continue(more)) => more_frames = more,
+            let may_offer = !self.session.is_paused() || self.hub.queue.is_open();
+            if !closing && !self.s.tls.wants_write() && may_offer {
+                match self.process() {
+                    Ok(Step::More) => more_frames = true,
+                    Ok(Step::Idle | Step::Paused) => {}
                     Ok(Step::Close) => closing = true,
                     Err(end) => {
                         let _ = self.s.flush();
@@ -212,23 +281,23 @@ impl Conn {
                 Err(e) => return End::Io(e),
             };
             if closing && flushed {
-                return End::Normal;
+                return End::Session(Close::Disconnect);
             }
             if more_frames && flushed {
                 future::yield_now().await;
                 continue;
             }
             // 4. Wait for the next thing to do.
-            let deadline = self.deadline();
-            let want_outbox = flushed && self.device.as_ref().is_some_and(|o| !o.has_frames());
-            let outbox_ready = self.device.as_ref().is_some_and(|o| o.has_frames()) && flushed;
-            if outbox_ready {
+            let has_frames = self.device.as_ref().is_some_and(|o| o.has_frames());
+            if flushed && has_frames {
                 future::yield_now().await;
                 continue;
             }
+            let paused = self.session.is_paused();
+            let deadline = self.session.deadline();
             let wake = {
                 let readable = async {
-                    if flushed && !closing {
+                    if flushed && !closing && !paused {
                         // An error shows up again on the read that follows.
                         let _ = self.s.sock.readable().await;
                         Wake::Readable
@@ -245,36 +314,42 @@ impl Conn {
                     }
                 };
                 let outbox = async {
-                    match (&self.device, want_outbox) {
-                        (Some(o), true) => {
+                    match &self.device {
+                        Some(o) if flushed => {
                             o.wake.notified().await;
                             Wake::Outbox
                         }
                         _ => future::pending().await,
                     }
                 };
-                let timer = async {
-                    Timer::at(deadline).await;
-                    Wake::Timer
+                let room = async {
+                    if paused && !closing {
+                        self.hub.queue.room().await;
+                        Wake::Room
+                    } else {
+                        future::pending().await
+                    }
                 };
-                future::or(future::or(readable, writable), future::or(outbox, timer)).await
+                let timer = async {
+                    match deadline {
+                        Some(d) => {
+                            Timer::at(d).await;
+                            Wake::Timer
+                        }
+                        None => future::pending().await,
+                    }
+                };
+                future::or(
+                    future::or(readable, writable),
+                    future::or(outbox, future::or(room, timer)),
+                )
+                .await
             };
             match wake {
                 Wake::Readable => match self.s.read_some(limits::TLS_BYTES_PER_WAKE) {
                     // The peer may have sent its last packets together with the close
                     // (mosquitto_pub: PUBLISH, DISCONNECT, close_notify): handle them first.
-                    Ok(ReadOutcome::Closed) => {
-                        if let Err(end) = self.drain_plaintext() {
-                            return end;
-                        }
-                        loop {
-                            match self.process_frames() {
-                                Ok(Step::Continue(true)) => {}
-                                Ok(_) => return End::Normal,
-                                Err(end) => return end,
-                            }
-                        }
-                    }
+                    Ok(ReadOutcome::Closed) => return self.finish().await,
                     Ok(ReadOutcome::Data) => {
                         if let Err(end) = self.drain_plaintext() {
                             return end;
@@ -282,39 +357,38 @@ impl Conn {
                     }
                     Ok(ReadOutcome::WouldBlock) => {}
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                        return End::Malformed(format!("TLS error: {e}"))
+                        return End::Session(Close::Malformed(format!("TLS error: {e}")))
                     }
                     Err(e) => return End::Io(e),
                 },
-                Wake::Writable | Wake::Outbox => {}
+                Wake::Writable | Wake::Outbox | Wake::Room => {}
                 Wake::Timer => {
-                    let now = Instant::now();
-                    if now >= self.deadline() {
-                        return match self.device {
-                            None => End::Refused(format!(
-                                "no MQTT CONNECT within {} s of the TLS handshake",
-                                limits::CONNECT_TIMEOUT_SECS
-                            )),
-                            Some(_) => End::KeepAlive,
-                        };
+                    if let Some(close) = self.session.expired(Instant::now()) {
+                        return End::Session(close);
                     }
                 }
             }
         }
     }
 
-    /// When the connection must have shown a sign of life.
-    fn deadline(&self) -> Instant {
-        match (&self.device, self.keep_alive) {
-            (None, _) => self.connect_deadline,
-            (Some(_), Some(ka)) => self.last_rx + ka * limits::KEEP_ALIVE_GRACE_HALVES as u32 / 2,
-            // Keep-alive 0: no timeout; wake up now and then anyway.
-            (Some(_), None) => Instant::now() + Duration::from_secs(3600),
+    /// The peer closed: hands its last packets to the session, waiting for room in the work
+    /// queue if need be (nothing it sent is dropped for a full queue).
+    async fn finish(&mut self) -> End {
+        if let Err(end) = self.drain_plaintext() {
+            return end;
+        }
+        loop {
+            match self.process() {
+                Ok(Step::More) => {}
+                Ok(Step::Paused) => self.hub.queue.room().await,
+                Ok(Step::Idle | Step::Close) => return End::Session(Close::Disconnect),
+                Err(end) => return end,
+            }
         }
     }
 
-    /// Moves decrypted bytes from rustls into `inbuf`, discarding the rest of an oversized
-    /// PUBLISH on the way, so `inbuf` never holds more than one packet plus one read.
+    /// Moves decrypted bytes from rustls into the session (which skips an oversized PUBLISH on
+    /// the way, so it never holds more than one packet plus one read).
     fn drain_plaintext(&mut self) -> Result<(), End> {
         let mut chunk = [0u8; 4096];
         loop {
@@ -324,241 +398,8 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(End::Io(e)),
             };
-            self.last_rx = Instant::now();
-            let mut data = &chunk[..n];
-            if self.skip > 0 {
-                let k = self.skip.min(data.len());
-                self.skip -= k;
-                data = &data[k..];
-            }
-            self.inbuf.extend_from_slice(data);
-            self.check_oversize()?;
+            let (session, mut port) = self.port();
+            session.received(&chunk[..n], Instant::now(), &mut port)?;
         }
-    }
-
-    /// Looks at the fixed header at the front of `inbuf`: an oversized PUBLISH switches to skip
-    /// mode (refused, counted, logged, connection kept); any other oversized packet closes.
-    fn check_oversize(&mut self) -> Result<(), End> {
-        while self.skip == 0 && !self.inbuf.is_empty() {
-            match mqttbytes::check(self.inbuf.iter(), limits::MAX_LOCAL_PACKET_BYTES) {
-                Err(mqttbytes::Error::PayloadSizeLimitExceeded(len)) => {
-                    let is_publish = self.inbuf[0] >> 4 == PacketType::Publish as u8;
-                    if !is_publish {
-                        return Err(End::Malformed(format!(
-                            "{len}-byte packet is over the limit"
-                        )));
-                    }
-                    bump(&self.hub.stats.dropped_oversize);
-                    log::warn!(
-                        "{} {}: refused a {len}-byte PUBLISH: payloads over {} bytes are not accepted",
-                        self.peer,
-                        self.name(),
-                        limits::MAX_PAYLOAD_BYTES
-                    );
-                    // Header length: 1 type byte + the remaining-length bytes.
-                    let hdr = 1
-                        + self.inbuf[1..]
-                            .iter()
-                            .take(4)
-                            .take_while(|b| *b & 0x80 != 0)
-                            .count()
-                        + 1;
-                    let total = hdr + len;
-                    let have = self.inbuf.len().min(total);
-                    self.inbuf.advance(have);
-                    self.skip = total - have;
-                }
-                // A complete packet is waiting: leave it to process_frames.
-                _ => return Ok(()),
-            }
-        }
-        Ok(())
-    }
-
-    fn name(&self) -> &str {
-        self.device
-            .as_ref()
-            .map(|o| o.thing_name.as_str())
-            .unwrap_or("")
-    }
-
-    /// Handles up to FRAMES_PER_WAKE complete packets from `inbuf`.
-    fn process_frames(&mut self) -> Result<Step, End> {
-        for _ in 0..limits::FRAMES_PER_WAKE {
-            if self.skip > 0 || self.inbuf.is_empty() {
-                return Ok(Step::Continue(false));
-            }
-            let packet = match v4::read(&mut self.inbuf, limits::MAX_LOCAL_PACKET_BYTES) {
-                Ok(p) => p,
-                Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(Step::Continue(false)),
-                Err(e) => return Err(End::Malformed(format!("malformed MQTT packet: {e:?}"))),
-            };
-            self.check_oversize()?;
-            if let Step::Close = self.handle(packet)? {
-                return Ok(Step::Close);
-            }
-        }
-        Ok(Step::Continue(!self.inbuf.is_empty()))
-    }
-
-    fn send(
-        &mut self,
-        write: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
-    ) -> Result<(), End> {
-        let mut buf = BytesMut::with_capacity(8);
-        write(&mut buf).map_err(|e| End::Malformed(format!("cannot encode a reply: {e:?}")))?;
-        self.s.tls.writer().write_all(&buf).map_err(End::Io)
-    }
-
-    fn handle(&mut self, packet: Packet) -> Result<Step, End> {
-        let Some(ob) = self.device.clone() else {
-            return match packet {
-                Packet::Connect(c) => self.on_connect(c),
-                other => Err(End::Malformed(format!(
-                    "expected CONNECT, got {:?}",
-                    packet_name(&other)
-                ))),
-            };
-        };
-        match packet {
-            Packet::Publish(p) => self.on_publish(&ob, p),
-            Packet::Subscribe(s) => {
-                let mut codes = Vec::with_capacity(s.filters.len());
-                for f in &s.filters {
-                    let ok = f.path.len() <= limits::MAX_LOCAL_TOPIC_BYTES
-                        && self.hub.router.may_subscribe(&ob.thing_name, &f.path)
-                        && ob.add_filter(&f.path);
-                    if ok {
-                        // Local delivery is QoS 0 (guide §6.1), whatever was asked.
-                        codes.push(SubscribeReasonCode::Success(QoS::AtMostOnce));
-                    } else {
-                        log::info!(
-                            "{} {}: SUBSCRIBE {:?} refused (0x80): no subscription of the group routes it to this device",
-                            self.peer,
-                            ob.thing_name,
-                            f.path
-                        );
-                        codes.push(SubscribeReasonCode::Failure);
-                    }
-                }
-                self.send(|b| SubAck::new(s.pkid, codes).write(b))?;
-                Ok(Step::Continue(false))
-            }
-            Packet::Unsubscribe(u) => {
-                for t in &u.topics {
-                    ob.remove_filter(t);
-                }
-                self.send(|b| UnsubAck::new(u.pkid).write(b))?;
-                Ok(Step::Continue(false))
-            }
-            Packet::PingReq => {
-                self.send(|b| v4::PingResp.write(b))?;
-                Ok(Step::Continue(false))
-            }
-            Packet::Disconnect => Ok(Step::Close),
-            Packet::Connect(_) => Err(End::Malformed("a second CONNECT".into())),
-            // We never send QoS 1, so a PUBACK is unexpected but harmless.
-            Packet::PubAck(_) => Ok(Step::Continue(false)),
-            other => Err(End::Malformed(format!(
-                "{} is not supported (QoS 2 is not part of Greengrass or AWS IoT)",
-                packet_name(&other)
-            ))),
-        }
-    }
-
-    fn on_connect(&mut self, c: v4::Connect) -> Result<Step, End> {
-        if c.protocol != Protocol::V4 {
-            self.send(|b| ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(b))?;
-            return Err(End::Refused("only MQTT 3.1.1 is supported".into()));
-        }
-        let thing = match self.hub.device_for_certificate(&self.cert_id) {
-            None => Err(format!(
-                "certificate {} is not the certificate of any device in the group (client id {:?})",
-                self.cert_id, c.client_id
-            )),
-            Some(t) if t != c.client_id => Err(format!(
-                "client id {:?} is not the thing name {:?} of certificate {}",
-                c.client_id, t, self.cert_id
-            )),
-            Some(t) => Ok(t.to_string()),
-        };
-        let thing = match thing {
-            Ok(t) => t,
-            Err(why) => {
-                // Closed without a CONNACK, as AWS IoT does: the AWS IoT Device SDK for Python
-                // takes any CONNACK, even "not authorized", as a successful connect() and
-                // retries forever; a hang-up makes connect() raise (tests/sdk.rs).
-                return Err(End::Refused(why));
-            }
-        };
-        // Greengrass keeps no session state for local devices: session present is always 0.
-        self.send(|b| ConnAck::new(ConnectReturnCode::Success, false).write(b))?;
-        self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(c.keep_alive.into()));
-        let ob = Rc::new(Outbox::new(&thing));
-        self.hub.register(ob.clone());
-        log::info!(
-            "{} {}: connected (certificate {})",
-            self.peer,
-            thing,
-            &self.cert_id[..12]
-        );
-        self.device = Some(ob);
-        Ok(Step::Continue(false))
-    }
-
-    fn on_publish(&mut self, ob: &Outbox, p: v4::Publish) -> Result<Step, End> {
-        if p.qos == QoS::ExactlyOnce {
-            return Err(End::Malformed("QoS 2 PUBLISH is not supported".into()));
-        }
-        if let Err(e) = topic::validate_topic_name(&p.topic) {
-            return Err(End::Malformed(format!("PUBLISH topic {:?}: {e}", p.topic)));
-        }
-        if p.topic.len() > limits::MAX_LOCAL_TOPIC_BYTES {
-            return Err(End::Malformed(format!(
-                "PUBLISH topic is {} bytes, over the {}-byte limit",
-                p.topic.len(),
-                limits::MAX_LOCAL_TOPIC_BYTES
-            )));
-        }
-        let item = WorkItem {
-            source: Endpoint::Device(ob.thing_name.clone()),
-            topic: p.topic,
-            payload: p.payload,
-        };
-        // Queue full or oversize: the item is dropped and counted by the queue. The PUBACK is
-        // sent anyway — it acknowledges receipt by the core; see ARCHITECTURE.md.
-        match self.hub.queue.push(item) {
-            Ok(()) | Err(Refused::Full) | Err(Refused::Oversize) => {}
-        }
-        if p.qos == QoS::AtLeastOnce {
-            self.send(|b| PubAck::new(p.pkid).write(b))?;
-        }
-        Ok(Step::Continue(false))
-    }
-}
-
-enum Step {
-    /// Keep going; `true` when more complete packets may be waiting.
-    Continue(bool),
-    /// Flush and close (DISCONNECT).
-    Close,
-}
-
-fn packet_name(p: &Packet) -> &'static str {
-    match p {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
     }
 }

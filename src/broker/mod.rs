@@ -5,7 +5,9 @@
 //! * [`tls`]: server config, the device-certificate verifier, the rustls-over-async-io driver.
 //! * [`hub`]: shared state (router, queue, outboxes, counters), the dispatcher, the
 //!   [`hub::CloudSink`] seam for the cloud link.
-//! * [`conn`]: one connection's life.
+//! * [`session`]: one device's MQTT session rules, sans-IO (CONNECT auth, SUBSCRIBE grants,
+//!   PUBLISH intake and when to PUBACK, keep-alive).
+//! * [`conn`]: one connection's life, the thin TLS shell around a session.
 //!
 //! What sprig does with MQTT features Greengrass lacks: the retain flag is ignored (the message
 //! is routed like any other, nothing is stored, deliveries carry retain = 0); `cleanSession = 0`
@@ -15,6 +17,7 @@
 
 pub mod conn;
 pub mod hub;
+pub mod session;
 pub mod tls;
 
 use std::cell::RefCell;
