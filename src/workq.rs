@@ -439,7 +439,10 @@ mod tests {
         let s = q.stats();
         assert_eq!((s.backpressure_pauses, s.deferred), (1, 2));
         assert_eq!(s.dropped_full, 0, "offer never drops");
-        assert_eq!(q.offer(item(limits::MAX_PAYLOAD_BYTES + 1)), Err(Deferred::Oversize));
+        assert_eq!(
+            q.offer(item(limits::MAX_PAYLOAD_BYTES + 1)),
+            Err(Deferred::Oversize)
+        );
         // push (the cloud link) still drops the new item when full, gate or not.
         q.push(item(1)).unwrap();
         assert_eq!(q.push(item(1)), Err(Refused::Full));

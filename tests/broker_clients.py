@@ -85,6 +85,27 @@ def cmd_publish(port, ca, cert, key, cid, topic, count, size, qos, inflight="20"
     c.loop_stop()
 
 
+def cmd_acked(port, ca, cert, key, cid, topic, count, inflight):
+    """Publishes `count` QoS 1 messages `CID-<i>` with up to `inflight` unacknowledged, waits
+    for the PUBACKs, then prints `acked I,J,...` (the indices the broker acknowledged) and
+    `published N`."""
+    c, rc = client(port, ca, cert, key, cid)
+    c.max_inflight_messages_set(int(inflight))
+    c.max_queued_messages_set(0)
+    c.loop_start()
+    wait(lambda: "rc" in rc)
+    print(f"connack {rc.get('rc')}", flush=True)
+    infos = [c.publish(topic, f"{cid}-{i}".encode(), qos=1) for i in range(int(count))]
+    end = time.time() + PATIENCE
+    for info in infos:
+        info.wait_for_publish(max(0.1, end - time.time()))
+    acked = [str(i) for i, info in enumerate(infos) if info.is_published()]
+    print("acked " + ",".join(acked))
+    print(f"published {len(acked)}")
+    c.disconnect()
+    c.loop_stop()
+
+
 def cmd_subscribe(port, ca, cert, key, cid, filters, expect, stop_after):
     """Subscribes to comma-separated filters, prints the SUBACK codes, then prints every
     received message as `msg TOPIC PAYLOAD_PREFIX LEN` until `expect` arrived or a message
@@ -296,6 +317,7 @@ def main():
     {
         "churn": cmd_churn,
         "publish": cmd_publish,
+        "acked": cmd_acked,
         "subscribe": cmd_subscribe,
         "stall": cmd_stall,
         "raw": cmd_raw,

@@ -69,16 +69,10 @@ fn rig(label: &str, spooler_env: &str) -> Rig {
   "FunctionConfiguration":{{"Environment":{{"Variables":{{{spooler_env}}}}},"Executable":"spooler","MemorySize":32768,"Pinned":true,"Timeout":3}},
   "Id":"spooler"}}]}}}}"#
     ));
-    let config = root
-        .default_config()
-        .replace(
-            r#""iotHost": "none","#,
-            &format!(r#""iotHost": "localhost", "iotMqttPort": {},"#, mosq.port),
-        )
-        .replace(
-            r#""managedRespawn": false,"#,
-            r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 2,"#,
-        );
+    let config = root.cloud_config(mosq.port).replace(
+        r#""managedRespawn": false,"#,
+        r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 2,"#,
+    );
     root.write_config(&config);
     Rig {
         root,

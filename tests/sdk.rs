@@ -69,12 +69,7 @@ fn rig(label: &str) -> Rig {
     let subscriber = make_device(&devdir, SUBSCRIBER);
     let stranger = make_device(&devdir, "stranger");
     root.write_group(&group_json(&publisher, &subscriber));
-    let daemon = root.start();
-    assert!(
-        wait_until(PATIENCE, || status_json(&root).is_some()),
-        "daemon did not come up:\n{}",
-        daemon.output()
-    );
+    let daemon = root.start_ready();
     Rig {
         root,
         daemon,

@@ -355,7 +355,9 @@ impl Session {
 
     fn on_connect(&mut self, c: v4::Connect, core: &mut dyn Broker) -> Result<(), Close> {
         if c.protocol != Protocol::V4 {
-            self.reply(|b| ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(b))?;
+            self.reply(|b| {
+                ConnAck::new(ConnectReturnCode::RefusedProtocolVersion, false).write(b)
+            })?;
             return Err(Close::Refused("only MQTT 3.1.1 is supported".into()));
         }
         // Refused without a CONNACK, as AWS IoT does: the AWS IoT Device SDK for Python takes
@@ -391,7 +393,10 @@ impl Session {
             return Err(Close::Malformed("QoS 2 PUBLISH is not supported".into()));
         }
         if let Err(e) = topic::validate_topic_name(&p.topic) {
-            return Err(Close::Malformed(format!("PUBLISH topic {:?}: {e}", p.topic)));
+            return Err(Close::Malformed(format!(
+                "PUBLISH topic {:?}: {e}",
+                p.topic
+            )));
         }
         if p.topic.len() > limits::MAX_LOCAL_TOPIC_BYTES {
             return Err(Close::Malformed(format!(

@@ -241,6 +241,25 @@ impl TestRoot {
     pub fn start(&self) -> Daemon {
         Daemon::spawn(self, &["--foreground", "-i"], &[])
     }
+
+    /// [`TestRoot::start`], then waits until the daemon writes its status file.
+    pub fn start_ready(&self) -> Daemon {
+        let daemon = self.start();
+        assert!(
+            wait_until(PATIENCE, || status_json(self).is_some()),
+            "daemon did not come up:\n{}",
+            daemon.output()
+        );
+        daemon
+    }
+
+    /// The default config.json with the cloud link pointed at a test broker on localhost.
+    pub fn cloud_config(&self, cloud_port: u16) -> String {
+        self.default_config().replace(
+            r#""iotHost": "none","#,
+            &format!(r#""iotHost": "localhost", "iotMqttPort": {cloud_port},"#),
+        )
+    }
 }
 
 /// A running `sprig start`, killed on drop (SIGTERM, then SIGKILL after a while) so no test

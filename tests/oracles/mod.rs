@@ -209,3 +209,70 @@ pub fn proxy_reply(data: &[u8]) {
         assert_eq!(&data[n - 4..n], b"\r\n\r\n");
     }
 }
+
+/// `broker_session`: the device session's rules on arbitrary bytes. Byte 0 picks the read size
+/// (1..=64) and how much room the work queue has each round; bit 7 of byte 1 prepends a valid
+/// CONNECT so the fuzzer reaches the connected state at once. Never panics; every reply is a
+/// well-formed packet; never more PUBACKs than messages the queue took (nothing acknowledged
+/// that was not taken); the input buffer stays within one packet plus one read.
+pub fn broker_session(data: &[u8]) {
+    use sprig::broker::session::{Session, Step, TestBroker};
+    use std::time::{Duration, Instant};
+    let (Some(&ctl), Some(&flags)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let mut input = Vec::new();
+    if flags & 0x80 != 0 {
+        let mut c = v4::Connect::new("A");
+        c.keep_alive = 10;
+        let mut b = BytesMut::new();
+        c.write(&mut b).unwrap();
+        input.extend_from_slice(&b);
+    }
+    input.extend_from_slice(&data[2..]);
+    let chunk = usize::from(ctl & 0x3f) + 1;
+    let mut core = TestBroker::default();
+    let now = Instant::now();
+    let mut s = Session::new("cert-a".into(), now);
+    let mut pubacks = 0usize;
+    let mut replies = BytesMut::new();
+    'outer: for (i, piece) in input.chunks(chunk).enumerate() {
+        let t = now + Duration::from_millis(i as u64);
+        if s.received(piece, t, &mut core).is_err() {
+            break;
+        }
+        for round in 0..64 {
+            // Room comes and goes: some rounds the queue is full.
+            core.room = if (ctl >> 6) as usize + round % 3 == 0 {
+                0
+            } else {
+                2
+            };
+            let step = s.process(&mut core, t);
+            replies.extend_from_slice(s.output());
+            s.clear_output();
+            match step {
+                Ok(Step::More) | Ok(Step::Paused) => {}
+                Ok(Step::Idle) => break,
+                Ok(Step::Close) | Err(_) => break 'outer,
+            }
+        }
+        assert!(
+            s.buffered_capacity() <= 2 * (MAX_LOCAL_PACKET_BYTES + 8 + chunk) + 64,
+            "session buffers grew to {}",
+            s.buffered_capacity()
+        );
+    }
+    while !replies.is_empty() {
+        match v4::read(&mut replies, 1 << 20) {
+            Ok(Packet::PubAck(_)) => pubacks += 1,
+            Ok(_) => {}
+            Err(e) => panic!("a reply that does not parse: {e:?}"),
+        }
+    }
+    assert!(
+        pubacks <= core.taken.len(),
+        "{pubacks} PUBACKs for {} messages taken",
+        core.taken.len()
+    );
+}

@@ -79,7 +79,10 @@ fn connect_is_accepted_only_for_the_certificate_s_thing_name() {
     let r = s
         .received(&v31, now, &mut core)
         .and_then(|()| s.process(&mut core, now));
-    assert!(matches!(r, Err(Close::Malformed(_)) | Err(Close::Refused(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(Close::Malformed(_)) | Err(Close::Refused(_))),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -98,7 +101,10 @@ fn anything_before_connect_closes_and_connect_has_a_deadline() {
     }
     s.received(&bytes_of(|b| v4::PingReq.write(b)), now, &mut core)
         .unwrap();
-    assert!(matches!(s.process(&mut core, now), Err(Close::Malformed(_))));
+    assert!(matches!(
+        s.process(&mut core, now),
+        Err(Close::Malformed(_))
+    ));
 }
 
 #[test]
@@ -171,7 +177,10 @@ fn keep_alive_expires_after_one_and_a_half_periods_of_silence() {
     let mut core = TestBroker::default();
     let mut s = connected(&mut core, 4, now);
     assert!(s.expired(now + Duration::from_millis(5999)).is_none());
-    assert_eq!(s.expired(now + Duration::from_secs(6)), Some(Close::KeepAlive));
+    assert_eq!(
+        s.expired(now + Duration::from_secs(6)),
+        Some(Close::KeepAlive)
+    );
     // Any bytes count as a sign of life.
     let t = now + Duration::from_secs(5);
     s.received(&bytes_of(|b| v4::PingReq.write(b)), t, &mut core)
