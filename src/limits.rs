@@ -240,3 +240,8 @@ pub const WORK_QUEUE_RESUME_PERCENT: usize = 50;
 /// Reply buffer a device session keeps between writes, bytes: a PUBACK is 4, a PINGRESP 2, a
 /// SUBACK 4 + one per filter; a bigger one (many filters at once) is given back after sending.
 pub const SESSION_REPLY_KEEP_BYTES: usize = 64;
+
+/// Frame slots a drained device outbox keeps, frames: up to here the slots stay (a steady
+/// trickle reuses them without reallocating); a bigger queue left by a burst is given back when
+/// it empties, so an idle device holds none of the `SESSION_OUTBOUND_MESSAGES` slots.
+pub const SESSION_OUTBOX_KEEP_FRAMES: usize = 8;

@@ -56,7 +56,7 @@ pub async fn serve(
     config: Arc<ServerConfig>,
 ) {
     let _slot = Slot(hub.clone());
-    let tls = match ServerConnection::new(config) {
+    let mut tls = match ServerConnection::new(config) {
         Ok(t) => t,
         Err(e) => {
             log::warn!("{peer}: cannot start TLS: {e}");
@@ -66,42 +66,20 @@ pub async fn serve(
     // sprig bounds what it hands rustls itself (one outbox batch of at most
     // TLS_BYTES_PER_WAKE plus one frame, only once everything before it was flushed), and a
     // frame of 128 KiB must fit whole: rustls's own 64 KiB cap would refuse it.
-    let mut tls = tls;
     tls.set_buffer_limit(None);
-    let mut s = TlsStream { sock, tls };
-    let hs = future::or(async { Some(s.handshake().await) }, async {
-        Timer::after(Duration::from_secs(limits::TLS_HANDSHAKE_TIMEOUT_SECS)).await;
-        None
-    })
-    .await;
-    match hs {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
-            bump(&hub.stats.refused_handshake);
-            log::info!("{peer}: TLS handshake failed: {e}");
-            return;
-        }
-        None => {
-            bump(&hub.stats.refused_handshake);
-            log::info!(
-                "{peer}: no TLS handshake within {} s: closed",
-                limits::TLS_HANDSHAKE_TIMEOUT_SECS
-            );
-            return;
-        }
-    }
-    let Some(cert_id) = s.peer_certificate_id() else {
-        bump(&hub.stats.refused_auth);
-        log::info!("{peer}: refused: no client certificate");
-        return;
-    };
+    // Everything the task keeps across its awaits lives in `c`, built before the first await:
+    // the TLS state is stored once in the task's future (not once per stage).
     let mut c = Conn {
         hub: hub.clone(),
-        s,
+        s: TlsStream { sock, tls },
         peer,
-        session: Session::new(cert_id, Instant::now()),
+        session: Session::new(String::new(), Instant::now()),
         device: None,
     };
+    let Some(cert_id) = c.handshake().await else {
+        return;
+    };
+    c.session = Session::new(cert_id, Instant::now());
     let end = c.run().await;
     let who = c.session.thing().unwrap_or_default().to_owned();
     if let Some(ob) = c.device.take() {
@@ -212,6 +190,40 @@ impl Broker for Port<'_> {
 }
 
 impl Conn {
+    /// The TLS handshake within its timeout; the client's certificate id, or `None` (counted
+    /// and logged) when the connection must close.
+    async fn handshake(&mut self) -> Option<String> {
+        let (hub, peer) = (&self.hub, self.peer);
+        let s = &mut self.s;
+        let hs = future::or(async { Some(s.handshake().await) }, async {
+            Timer::after(Duration::from_secs(limits::TLS_HANDSHAKE_TIMEOUT_SECS)).await;
+            None
+        })
+        .await;
+        match hs {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                bump(&hub.stats.refused_handshake);
+                log::info!("{peer}: TLS handshake failed: {e}");
+                return None;
+            }
+            None => {
+                bump(&hub.stats.refused_handshake);
+                log::info!(
+                    "{peer}: no TLS handshake within {} s: closed",
+                    limits::TLS_HANDSHAKE_TIMEOUT_SECS
+                );
+                return None;
+            }
+        }
+        let id = self.s.peer_certificate_id();
+        if id.is_none() {
+            bump(&hub.stats.refused_auth);
+            log::info!("{peer}: refused: no client certificate");
+        }
+        id
+    }
+
     fn port(&mut self) -> (&mut Session, Port<'_>) {
         (
             &mut self.session,

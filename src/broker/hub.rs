@@ -83,7 +83,9 @@ impl Outbox {
     pub fn new(thing_name: &str) -> Outbox {
         Outbox {
             thing_name: thing_name.to_string(),
-            frames: RefCell::new(VecDeque::with_capacity(limits::SESSION_OUTBOUND_MESSAGES)),
+            // Grows on demand up to the bound, and is given back once drained (`take`): an idle
+            // device holds no frame slots (256 of them were 8 KiB per device).
+            frames: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
             filters: RefCell::new(Vec::new()),
             wake: Notify::default(),
@@ -132,7 +134,11 @@ impl Outbox {
 
     /// The next frame to send, if any.
     pub fn take(&self) -> Option<Bytes> {
-        let f = self.frames.borrow_mut().pop_front()?;
+        let mut q = self.frames.borrow_mut();
+        let f = q.pop_front()?;
+        if q.is_empty() && q.capacity() > limits::SESSION_OUTBOX_KEEP_FRAMES {
+            *q = VecDeque::new();
+        }
         self.bytes.set(self.bytes.get() - f.len());
         Some(f)
     }
