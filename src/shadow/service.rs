@@ -1,0 +1,196 @@
+//! The shadow service's thin shell: takes requests from the dispatcher ([`LocalSink`], for
+//! subscriptions whose Target is `GGShadowService`) or from a Lambda runner
+//! ([`ShadowService::request`]), stores changed shadows ([`store::Store`], atomic replace)
+//! before answering, and puts every reply into the one work queue with Source
+//! `GGShadowService`, so the router delivers it along the group's subscriptions like any
+//! message. A full queue drops the reply and counts it (`replies_dropped`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::broker::LocalSink;
+use crate::config::Endpoint;
+use crate::json::Value;
+use crate::limits;
+use crate::workq::{QueueHandle, WorkItem};
+
+use super::{parse_request_topic, store, Plan, Rejection, Reply, ShadowOp, Shadows};
+
+/// Counters shown in `sprig status` under `shadows`.
+#[derive(Debug, Default)]
+pub struct ShadowStats {
+    pub update: Cell<u64>,
+    pub get: Cell<u64>,
+    pub delete: Cell<u64>,
+    pub accepted: Cell<u64>,
+    /// Refusals by code.
+    pub rejected: RefCell<BTreeMap<u16, u64>>,
+    /// Replies (accepted/rejected/delta/documents) a full work queue could not take.
+    pub replies_dropped: Cell<u64>,
+    /// Shadow files that could not be written (the request was refused with 500).
+    pub store_errors: Cell<u64>,
+    /// Messages routed to GGShadowService on a topic that is not a shadow request.
+    pub not_a_request: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// The local shadow service.
+pub struct ShadowService {
+    shadows: RefCell<Shadows>,
+    store: store::Store,
+    queue: QueueHandle,
+    pub stats: ShadowStats,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ShadowService {
+    /// Opens the store under `write_dir` and loads the shadows of `things` ((thing name,
+    /// SyncShadow) for the core and each device).
+    pub fn open(write_dir: &Path, things: &[(String, bool)], queue: QueueHandle) -> Rc<Self> {
+        let store = store::Store::new(write_dir);
+        let mut shadows = Shadows::new(things, limits::SHADOW_STORE_MAX_BYTES);
+        let mut kept = 0;
+        for (thing, s, n) in store.load_all() {
+            if shadows.load(&thing, s, n) {
+                kept += 1;
+            }
+        }
+        let (live, bytes) = shadows.usage();
+        log::info!(
+            "shadows: {kept} loaded from {} ({live} live, {bytes} bytes; {} things may have one)",
+            store.dir().display(),
+            things.len()
+        );
+        Rc::new(ShadowService {
+            shadows: RefCell::new(shadows),
+            store,
+            queue,
+            stats: ShadowStats::default(),
+        })
+    }
+
+    /// A request from a Lambda function (no subscription needed, as in Greengrass): returns the
+    /// answer's topic suffix (`update/accepted`, `get/rejected`, ...) and body. Side messages
+    /// (`update/delta`, `update/documents`) go into the work queue as for MQTT requests.
+    pub fn request(&self, thing: &str, op: ShadowOp, payload: &[u8]) -> (String, Bytes) {
+        let plan = self.handle(thing, op, payload);
+        for r in &plan.side {
+            self.publish(r);
+        }
+        (plan.answer.0, Bytes::from(plan.answer.1))
+    }
+
+    /// Plans, stores, applies, counts and logs one request; the caller publishes.
+    fn handle(&self, thing: &str, op: ShadowOp, payload: &[u8]) -> Plan {
+        bump(match op {
+            ShadowOp::Update => &self.stats.update,
+            ShadowOp::Get => &self.stats.get,
+            ShadowOp::Delete => &self.stats.delete,
+        });
+        let now = unix_now();
+        let mut plan = self.shadows.borrow().plan(thing, op, payload, now);
+        if let Some(new) = &plan.new {
+            let bytes = store::encode(new);
+            match self.store.write(thing, bytes.as_bytes()) {
+                Ok(()) => self.shadows.borrow_mut().apply(&mut plan, bytes.len()),
+                Err(e) => {
+                    bump(&self.stats.store_errors);
+                    log::error!(
+                        "shadows: cannot store the shadow of {thing} in {}: {e}",
+                        self.store.dir().display()
+                    );
+                    let r = Rejection {
+                        code: 500,
+                        message: "Internal service failure".into(),
+                    };
+                    plan = self.shadows.borrow().refuse(plan, r, payload, now);
+                }
+            }
+        }
+        match &plan.rejection {
+            None => bump(&self.stats.accepted),
+            Some(r) => {
+                *self.stats.rejected.borrow_mut().entry(r.code).or_insert(0) += 1;
+                log::info!(
+                    "shadow {} of {thing} rejected: {} {}",
+                    op.as_str(),
+                    r.code,
+                    r.message
+                );
+            }
+        }
+        plan
+    }
+
+    fn publish(&self, r: &Reply) {
+        let item = WorkItem {
+            source: Endpoint::ShadowService,
+            topic: r.topic.clone(),
+            payload: Bytes::from(r.body.clone()),
+        };
+        if self.queue.push(item).is_err() {
+            bump(&self.stats.replies_dropped);
+            log::debug!("shadows: the work queue is full: dropped {:?}", r.topic);
+        }
+    }
+
+    /// The `shadows` section of `sprig status`.
+    pub fn status(&self) -> Value {
+        let s = &self.stats;
+        let (live, bytes) = self.shadows.borrow().usage();
+        let n = |c: &Cell<u64>| Value::Int(c.get() as i64);
+        let rejected = s
+            .rejected
+            .borrow()
+            .iter()
+            .map(|(code, k)| (code.to_string(), Value::Int(*k as i64)))
+            .collect();
+        Value::Object(vec![
+            ("count".into(), Value::Int(live as i64)),
+            ("bytes".into(), Value::Int(bytes as i64)),
+            (
+                "bytes_limit".into(),
+                Value::Int(limits::SHADOW_STORE_MAX_BYTES as i64),
+            ),
+            ("updates".into(), n(&s.update)),
+            ("gets".into(), n(&s.get)),
+            ("deletes".into(), n(&s.delete)),
+            ("accepted".into(), n(&s.accepted)),
+            ("rejected".into(), Value::Object(rejected)),
+            ("replies_dropped".into(), n(&s.replies_dropped)),
+            ("store_errors".into(), n(&s.store_errors)),
+            ("not_a_request".into(), n(&s.not_a_request)),
+        ])
+    }
+}
+
+impl LocalSink for ShadowService {
+    fn deliver(&self, _target: &Endpoint, source: &Endpoint, topic: &str, payload: &Bytes) -> bool {
+        let Some((thing, op)) = parse_request_topic(topic) else {
+            bump(&self.stats.not_a_request);
+            log::debug!("shadows: {topic:?} from {source:?} is not a shadow request: ignored");
+            return false;
+        };
+        let plan = self.handle(thing, op, payload);
+        // The answer first, then delta and documents (the queue keeps the order).
+        self.publish(&plan.answer_reply());
+        for r in &plan.side {
+            self.publish(r);
+        }
+        true
+    }
+}
