@@ -19,6 +19,7 @@ use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
 use crate::limits;
 use crate::pki;
+use crate::shadow::ShadowService;
 use crate::status::StatusBoard;
 use crate::workq::SharedQueue;
 use crate::workq::WorkItem;
@@ -79,6 +80,19 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     );
     let hub = Hub::new(&core.group, queue.clone(), config.sprig.max_connections);
     let status = Rc::new(StatusBoard::new(&config.write_dir, hub.clone()));
+
+    // The local shadow service (issue 9): requests routed to GGShadowService, replies into the
+    // work queue with source GGShadowService.
+    let shadows = ShadowService::open(
+        &config.write_dir,
+        &shadow_things(config, &core.group),
+        queue.clone(),
+    );
+    hub.set_shadow_sink(shadows.clone());
+    status.add_section("shadows", {
+        let s = shadows.clone();
+        Box::new(move || s.status())
+    });
 
     // The cloud link (issue 4): messages routed to `cloud` go to its spool; messages from the
     // cloud enter the work queue with source `cloud` (a QoS 1 one is acknowledged upstream only
@@ -149,6 +163,31 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     status.remove();
     log::info!("local MQTT broker stopped");
     Ok(())
+}
+
+/// The things that have shadows: the core (config.json's thing and the group's cores) and every
+/// device, with their SyncShadow flag.
+fn shadow_things(config: &Config, group: &Group) -> Vec<(String, bool)> {
+    let mut things: Vec<(String, bool)> = Vec::new();
+    let mut add = |name: &str, sync: bool| {
+        if name.is_empty() {
+            return;
+        }
+        match things.iter_mut().find(|(n, _)| n == name) {
+            Some(t) => t.1 |= sync,
+            None => things.push((name.to_string(), sync)),
+        }
+    };
+    for c in &group.cores {
+        if let Some(n) = crate::config::core::thing_name_of(&c.thing_arn) {
+            add(n, c.sync_shadow);
+        }
+    }
+    add(&config.core_thing.thing_name, false);
+    for d in &group.devices {
+        add(&d.thing_name, d.sync_shadow);
+    }
+    things
 }
 
 fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {

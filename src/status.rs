@@ -116,7 +116,6 @@ impl StatusBoard {
                     ),
                     ("slow_subscriber", int(s.dropped_slow_subscriber.get())),
                     ("no_route", int(s.dropped_no_route.get())),
-                    ("shadow_not_built", int(s.dropped_shadow.get())),
                     (
                         "lambda_or_connector_not_built",
                         int(s.dropped_no_local_target.get()),
