@@ -113,10 +113,24 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             );
             None
         }
-        Some(settings) => {
+        Some(mut settings) => {
+            // Shadow sync (issue 9): the synced things' shadow responses from the cloud go to
+            // the shadow service, not the work queue.
+            for thing in shadows.synced_things() {
+                for f in ShadowService::cloud_filters(&thing) {
+                    if !settings.filters.contains(&f) {
+                        settings.filters.push(f);
+                    }
+                }
+            }
             let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
             let q = queue.clone();
+            let sh = shadows.clone();
             let inbound = move |topic: &str, payload: Bytes| {
+                if sh.takes_cloud_topic(topic) {
+                    sh.cloud_message(topic, &payload);
+                    return true;
+                }
                 q.push(WorkItem {
                     source: Endpoint::Cloud,
                     topic: topic.to_owned(),
@@ -132,6 +146,13 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             );
             let c = Cloud::start(ex, settings, spool, Box::new(inbound));
             hub.set_cloud_sink(Rc::new(c.clone()));
+            if !shadows.synced_things().is_empty() {
+                ex.spawn(shadows.clone().run_sync(
+                    Rc::new(SyncPort(c.clone())),
+                    u64::from(config.shadow_sync_timeout),
+                ))
+                .detach();
+            }
             let (c1, c2) = (c.clone(), c.clone());
             status.add_section("cloud", Box::new(move || c1.status().sections().0));
             status.add_section("spool", Box::new(move || c2.status().sections().1));
@@ -163,6 +184,18 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     status.remove();
     log::info!("local MQTT broker stopped");
     Ok(())
+}
+
+/// The shadow sync's view of the cloud link.
+struct SyncPort(Cloud);
+
+impl crate::shadow::service::CloudPort for SyncPort {
+    fn send(&self, topic: &str, payload: Bytes) -> bool {
+        self.0.publish(topic, payload).is_ok()
+    }
+    fn connected(&self) -> bool {
+        self.0.connected()
+    }
 }
 
 /// The things that have shadows: the core (config.json's thing and the group's cores) and every

@@ -257,3 +257,7 @@ pub const SHADOW_MAX_FILE_BYTES: usize = 60 * 1024;
 /// devices' shadows of ~5 KB each, on routers whose overlay flash is a few MB. When an update
 /// would pass it, the update is refused with 413 and a message saying the store is full.
 pub const SHADOW_STORE_MAX_BYTES: usize = 1024 * 1024;
+
+/// How often the shadow sync looks at the cloud link's state (reconcile on up, re-ask
+/// unanswered gets after `system.shadowSyncTimeout`), ms. One cheap check per second.
+pub const SHADOW_SYNC_TICK_MS: u64 = 1_000;

@@ -5,6 +5,7 @@
 //! middle of a burst) that must never take a shadow's version back.
 //! The clients are tests/py/shadow_device.py; every observation is asserted here.
 
+mod cloud_peer;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,12 @@ fn group_json(l: &Dev, s: &Dev, o: &Dev) -> String {
 }
 
 fn rig(label: &str) -> Rig {
+    rig_with(label, |_, _| {})
+}
+
+/// A rig whose root `prepare` may change (config.json, certificates, group.json) before the
+/// daemon starts; it gets the root and the three devices.
+fn rig_with(label: &str, prepare: impl FnOnce(&TestRoot, [&Dev; 3])) -> Rig {
     let root = TestRoot::new(label);
     let ca = root.certs().join("group-ca.pem");
     let devdir = root.dir.path().join("devices");
@@ -61,6 +68,7 @@ fn rig(label: &str) -> Rig {
     let switch = make_device(&devdir, SWITCH);
     let observer = make_device(&devdir, OBSERVER);
     root.write_group(&group_json(&light, &switch, &observer));
+    prepare(&root, [&light, &switch, &observer]);
     let daemon = start(&root);
     Rig {
         root,
@@ -134,13 +142,19 @@ fn requests_file(rig: &Rig, requests: &[(&str, &str)]) -> PathBuf {
 }
 
 fn raw_with_gap(rig: &Rig, requests: &[(&str, &str)], gap: &str) -> Vec<(String, String)> {
+    raw_as(rig, &rig.light, LIGHT, requests, gap)
+}
+
+/// `requests` from device `dev` to `thing`'s shadow.
+fn raw_as(
+    rig: &Rig,
+    dev: &Dev,
+    thing: &str,
+    requests: &[(&str, &str)],
+    gap: &str,
+) -> Vec<(String, String)> {
     let file = requests_file(rig, requests);
-    let text = run(
-        rig,
-        &rig.light,
-        "raw",
-        &[LIGHT, file.to_str().unwrap(), gap],
-    );
+    let text = run(rig, dev, "raw", &[thing, file.to_str().unwrap(), gap]);
     replies(&text)
 }
 
@@ -458,4 +472,191 @@ fn a_damaged_shadow_file_is_set_aside_and_the_core_starts() {
         "{}",
         log_text(&root, &daemon)
     );
+}
+
+/// Sync against mosquitto standing in for AWS IoT Core, with tests/py/cloud_shadow.py playing
+/// the cloud shadow service and the console: the light syncs (SyncShadow true), the switch
+/// does not.
+#[test]
+fn sync_with_the_cloud_shadow_converges_after_an_outage_without_echo() {
+    use cloud_peer::{Dir, Mosquitto};
+    let cloud = Dir::new("shadow-sync");
+    cloud_peer::certs(&cloud.0);
+    let mut mosq = Mosquitto::start(&cloud);
+    let console = cloud.path("console.txt");
+    let mut svc = Command::new(python());
+    svc.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/cloud_shadow.py"))
+        .arg(mosq.port.to_string())
+        .arg(cloud.path("ca.pem"))
+        .arg(cloud.path("cloudclient.pem"))
+        .arg(cloud.path("cloudclient.key"))
+        .arg(&console);
+    let service = Bg::spawn(svc, cloud.path("service.out"));
+    assert!(service.wait_for("ready"), "{}", service.errors());
+    let port = mosq.port;
+    let rig = rig_with("shadow-sync", |root, [light, ..]| {
+        let certs = root.certs();
+        std::fs::copy(cloud.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
+        std::fs::copy(cloud.path("core.pem"), certs.join("core.cert.pem")).unwrap();
+        std::fs::copy(cloud.path("core.key"), certs.join("core.private.key")).unwrap();
+        let entry = light.group_entry();
+        let group = std::fs::read_to_string(root.group_file()).unwrap();
+        root.write_group(&group.replace(&entry, &entry.replace(":false", ":true")));
+        root.write_config(
+            &root
+                .default_config()
+                .replace(
+                    r#""iotHost": "none","#,
+                    &format!(r#""iotHost": "localhost", "iotMqttPort": {port},"#),
+                )
+                .replace(
+                    r#""managedRespawn": false,"#,
+                    r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 1,"#,
+                ),
+        );
+    });
+    let sync_field = |key: &str| -> String {
+        let st = status_json(&rig.root).unwrap_or_default();
+        let at = st
+            .find(&format!("\"{key}\":"))
+            .map_or(0, |i| i + key.len() + 3);
+        st[at..]
+            .chars()
+            .take_while(|c| *c != ',' && *c != '}')
+            .collect()
+    };
+    let cloud_text = || service.text();
+    // The cloud's latest state line for a thing.
+    let cloud_state = |thing: &str| -> String {
+        cloud_text()
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("shadow {thing} ")))
+            .filter_map(|l| l.split_once(' ').map(|(_version, state)| state))
+            .last()
+            .unwrap_or("")
+            .to_string()
+    };
+    let core_requests = || {
+        cloud_text()
+            .lines()
+            .filter(|l| l.starts_with(&format!("req {LIGHT} update")))
+            .count()
+    };
+    assert!(
+        wait_until(PATIENCE, || sync_field("link") == "\"up\""),
+        "{}",
+        status_json(&rig.root).unwrap_or_default()
+    );
+
+    // 1. A local change goes up; the unsynced switch's own shadow never does.
+    let up =
+        |requests: &[(&str, &str)], thing: &str| raw_as(&rig, &rig.switch, thing, requests, "-1");
+    let r = up(
+        &[(
+            "update",
+            r#"{"state":{"desired":{"property":"G"}},"clientToken":"s1"}"#,
+        )],
+        LIGHT,
+    );
+    assert_eq!(r[0].0, "update/accepted", "{r:?}");
+    let r = up(
+        &[("update", r#"{"state":{"reported":{"mine":1}}}"#)],
+        SWITCH,
+    );
+    assert_eq!(r[0].0, "update/accepted", "{r:?}");
+    assert!(
+        wait_until(PATIENCE, || cloud_state(LIGHT)
+            == r#"{"desired":{"property":"G"}}"#),
+        "{}",
+        cloud_text()
+    );
+
+    // 2. The console sets desired in the cloud: the light gets the local delta, as if a local
+    // client had written it, and nothing is echoed back up.
+    let light = Bg::spawn(
+        cmd(
+            &rig,
+            &rig.light,
+            "listen",
+            &[&format!("$aws/things/{LIGHT}/shadow/update/delta"), "1"],
+        ),
+        out_path(&rig, "light-delta"),
+    );
+    assert!(light.wait_for("ready"));
+    let sent_before = core_requests();
+    std::fs::write(
+        &console,
+        format!("{LIGHT} {{\"desired\":{{\"property\":\"Y\"}}}}\n"),
+    )
+    .unwrap();
+    let text = finish(light);
+    assert!(text.contains(r#""state":{"property":"Y"}"#), "{text}");
+    assert!(text.contains(r#""clientToken":"console-1""#), "{text}");
+    let r = up(&[("get", r#"{"clientToken":"g"}"#)], LIGHT);
+    assert!(r[0].1.contains(r#""desired":{"property":"Y"}"#), "{r:?}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(core_requests(), sent_before, "echo:\n{}", cloud_text());
+
+    // 3. Outage: the core cannot reach the cloud. Locally the light reports twice and the
+    // switch sets desired R; meanwhile the console sets desired G in the cloud, later.
+    mosq.stop();
+    assert!(wait_until(PATIENCE, || sync_field("link") == "\"down\""));
+    let r = up(
+        &[
+            ("update", r#"{"state":{"reported":{"property":"Y"}}}"#),
+            ("update", r#"{"state":{"reported":{"property":"Z"}}}"#),
+            ("update", r#"{"state":{"desired":{"property":"R"}}}"#),
+        ],
+        LIGHT,
+    );
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(wait_until(PATIENCE, || sync_field("unsynced") == "1"));
+    // Metadata timestamps are whole seconds: the console's write must be a later second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let light = Bg::spawn(
+        cmd(
+            &rig,
+            &rig.light,
+            "listen",
+            &[&format!("$aws/things/{LIGHT}/shadow/update/delta"), "1"],
+        ),
+        out_path(&rig, "light-delta2"),
+    );
+    assert!(light.wait_for("ready"));
+    std::fs::write(
+        &console,
+        format!("{LIGHT} {{\"desired\":{{\"property\":\"Y\"}}}}\n{LIGHT} {{\"desired\":{{\"property\":\"G\"}}}}\n"),
+    )
+    .unwrap();
+    assert!(wait_until(PATIENCE, || cloud_text().contains("console-2")));
+    let before_reconnect = core_requests();
+    mosq.restart();
+    // Desired: the later write (the console's G) wins here too; reported: the core's Z wins
+    // there. The offline reports are not replayed: one update carries the latest state.
+    let text = finish(light);
+    assert!(text.contains(r#""state":{"property":"G"}"#), "{text}");
+    assert!(
+        wait_until(PATIENCE, || cloud_state(LIGHT)
+            == r#"{"desired":{"property":"G"},"reported":{"property":"Z"}}"#),
+        "{}\n--- core ---\n{}",
+        cloud_text(),
+        log_text(&rig.root, &rig.daemon)
+    );
+    let r = up(&[("get", "")], LIGHT);
+    assert!(
+        r[0].1.contains(
+            r#""state":{"desired":{"property":"G"},"reported":{"property":"Z"},"delta":{"property":"G"}}"#
+        ),
+        "{r:?}"
+    );
+    assert!(wait_until(PATIENCE, || sync_field("unsynced") == "0"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let log = cloud_text();
+    assert_eq!(core_requests() - before_reconnect, 1, "{log}");
+    assert!(
+        !log.contains(r#""property":"Y"}},"clientToken":"sprig"#),
+        "{log}"
+    );
+    assert!(!log.contains(SWITCH), "an unsynced shadow went up:\n{log}");
+    drop(service);
 }

@@ -25,7 +25,7 @@ pub fn meta_of(v: &Value, ts: u64) -> Value {
     }
 }
 
-fn slot<'a>(m: &'a mut Vec<(String, Value)>, key: &str) -> Option<&'a mut Value> {
+fn slot<'a>(m: &'a mut [(String, Value)], key: &str) -> Option<&'a mut Value> {
     m.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
@@ -72,13 +72,9 @@ pub fn merge(target: &mut Value, meta: &mut Value, patch: &[(String, Value)], ts
                     set(m, k, Value::Object(Vec::new()));
                 }
                 // Both slots exist now.
-                let (Some(tv), Some(mv)) = (
-                    t.iter_mut().find(|(x, _)| x == k).map(|(_, v)| v),
-                    m.iter_mut().find(|(x, _)| x == k).map(|(_, v)| v),
-                ) else {
-                    continue;
-                };
-                merge(tv, mv, p, ts);
+                if let (Some(tv), Some(mv)) = (slot(t, k), slot(m, k)) {
+                    merge(tv, mv, p, ts);
+                }
             }
             other => {
                 set(t, k, other.clone());

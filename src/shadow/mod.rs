@@ -194,6 +194,25 @@ pub struct Plan {
     pub side: Vec<Reply>,
     /// The shadow to store and keep, when the request changed it.
     pub new: Option<Shadow>,
+    /// What the cloud copy must hear (a local change to a synced shadow).
+    pub sync_out: Option<SyncOut>,
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A device or function through the core.
+    Local,
+    /// The cloud shadow (sync): applied locally, never sent back up.
+    Cloud,
+}
+
+/// A local change the cloud shadow must hear about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOut {
+    /// The accepted request's `state` section (desired/reported patches, nulls included).
+    Update(Value),
+    Delete,
 }
 
 impl Plan {
@@ -362,8 +381,22 @@ impl Shadows {
         self.total_bytes = self.total_bytes - old + n;
     }
 
-    /// Works out what a request does, without changing anything.
+    /// Works out what a request from a local client does, without changing anything.
     pub fn plan(&self, thing: &str, op: ShadowOp, payload: &[u8], now: u64) -> Plan {
+        self.plan_from(Origin::Local, thing, op, payload, now)
+    }
+
+    /// [`Shadows::plan`] for a request from `origin`: a local change to a synced shadow is
+    /// marked dirty and handed to the cloud sync (`Plan::sync_out`); a change from the cloud
+    /// is not (no echo).
+    pub fn plan_from(
+        &self,
+        origin: Origin,
+        thing: &str,
+        op: ShadowOp,
+        payload: &[u8],
+        now: u64,
+    ) -> Plan {
         let mut plan = Plan {
             thing: thing.to_string(),
             op,
@@ -371,6 +404,7 @@ impl Shadows {
             rejection: None,
             side: Vec::new(),
             new: None,
+            sync_out: None,
         };
         match self.try_plan(thing, op, payload, now, &mut plan) {
             Ok(body) => plan.answer = (format!("{}/accepted", op.as_str()), body),
@@ -382,6 +416,26 @@ impl Shadows {
                 plan.rejection = Some(r);
                 plan.side.clear();
                 plan.new = None;
+            }
+        }
+        if origin == Origin::Local && self.syncs(thing) {
+            let before = self.map.get(thing).filter(|s| !s.deleted);
+            if let Some(new) = &mut plan.new {
+                let changed = match before {
+                    Some(b) => new.deleted || b.state() != new.state(),
+                    None => !new.deleted,
+                };
+                if changed {
+                    new.sync.dirty = true;
+                    plan.sync_out = Some(if new.deleted {
+                        SyncOut::Delete
+                    } else {
+                        let req = read_request(payload, op)
+                            .map(|r| r.state)
+                            .unwrap_or_default();
+                        SyncOut::Update(Value::Object(req))
+                    });
+                }
             }
         }
         plan
@@ -523,6 +577,7 @@ impl Shadows {
         plan.rejection = Some(r);
         plan.side.clear();
         plan.new = None;
+        plan.sync_out = None;
         plan
     }
 
@@ -532,6 +587,11 @@ impl Shadows {
             self.account(&plan.thing, stored_bytes);
             self.map.insert(plan.thing.clone(), s);
         }
+    }
+
+    /// Records the stored size of a thing's file (after a sync-mark rewrite).
+    pub fn set_stored_bytes(&mut self, thing: &str, n: usize) {
+        self.account(thing, n);
     }
 
     /// Replaces a thing's sync bookkeeping (the shell stores the shadow afterwards).

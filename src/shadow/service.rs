@@ -19,7 +19,15 @@ use crate::json::Value;
 use crate::limits;
 use crate::workq::{QueueHandle, WorkItem};
 
-use super::{parse_request_topic, store, Plan, Rejection, Reply, ShadowOp, Shadows};
+use super::sync::{Step, SyncEngine};
+use super::{parse_request_topic, store, Origin, Plan, Rejection, Reply, ShadowOp, Shadows};
+
+/// What the sync needs of the cloud link: send (QoS 1 through the spool) and whether the
+/// link is up.
+pub trait CloudPort {
+    fn send(&self, topic: &str, payload: Bytes) -> bool;
+    fn connected(&self) -> bool;
+}
 
 /// Counters shown in `sprig status` under `shadows`.
 #[derive(Debug, Default)]
@@ -48,6 +56,10 @@ pub struct ShadowService {
     store: store::Store,
     queue: QueueHandle,
     pub stats: ShadowStats,
+    sync: RefCell<SyncEngine>,
+    cloud: RefCell<Option<Rc<dyn CloudPort>>>,
+    /// Cloud-bound sync messages the cloud link refused (spool full).
+    sync_dropped: Cell<u64>,
 }
 
 fn unix_now() -> u64 {
@@ -80,7 +92,114 @@ impl ShadowService {
             store,
             queue,
             stats: ShadowStats::default(),
+            sync: RefCell::new(SyncEngine::default()),
+            cloud: RefCell::new(None),
+            sync_dropped: Cell::new(0),
         })
+    }
+
+    /// The things whose shadows sync with the cloud, sorted.
+    pub fn synced_things(&self) -> Vec<String> {
+        self.shadows.borrow().synced_things()
+    }
+
+    /// The cloud topics the sync needs for `thing` (subscribed by the cloud link).
+    pub fn cloud_filters(thing: &str) -> [String; 3] {
+        ["update/+", "get/+", "delete/+"].map(|s| super::shadow_topic(thing, s))
+    }
+
+    /// Whether a cloud message belongs to the sync (a synced thing's shadow response).
+    pub fn takes_cloud_topic(&self, topic: &str) -> bool {
+        topic
+            .strip_prefix("$aws/things/")
+            .and_then(|r| r.split_once("/shadow/"))
+            .is_some_and(|(t, _)| self.shadows.borrow().syncs(t))
+    }
+
+    /// Starts the cloud sync over `cloud`: watches the link every
+    /// [`limits::SHADOW_SYNC_TICK_MS`] (reconciles with `get` when it comes up, asks again
+    /// after `timeout_secs` without an answer). Runs until dropped.
+    pub async fn run_sync(self: Rc<Self>, cloud: Rc<dyn CloudPort>, timeout_secs: u64) {
+        *self.cloud.borrow_mut() = Some(cloud.clone());
+        let ticks_per_timeout = (timeout_secs * 1000)
+            .div_ceil(limits::SHADOW_SYNC_TICK_MS)
+            .max(1);
+        let mut tick = 0u64;
+        loop {
+            tick += 1;
+            let up = cloud.connected();
+            let was = self.sync.borrow().is_up();
+            let steps = if up && !was {
+                log::info!(
+                    "shadow sync: cloud link up; reconciling {:?}",
+                    self.synced_things()
+                );
+                let sh = self.shadows.borrow();
+                self.sync.borrow_mut().link_up(&sh, tick)
+            } else if !up && was {
+                log::info!("shadow sync: cloud link down; local changes are sent when it returns");
+                self.sync.borrow_mut().link_down();
+                Vec::new()
+            } else {
+                self.sync.borrow_mut().tick(tick, ticks_per_timeout)
+            };
+            self.run_steps(steps);
+            async_io::Timer::after(std::time::Duration::from_millis(
+                limits::SHADOW_SYNC_TICK_MS,
+            ))
+            .await;
+        }
+    }
+
+    /// A message from the cloud on a synced thing's shadow topic.
+    pub fn cloud_message(&self, topic: &str, payload: &[u8]) {
+        let steps = {
+            let sh = self.shadows.borrow();
+            self.sync.borrow_mut().cloud_message(topic, payload, &sh)
+        };
+        self.run_steps(steps);
+    }
+
+    fn run_steps(&self, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Cloud { topic, body } => {
+                    let sent = self
+                        .cloud
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|c| c.send(&topic, Bytes::from(body)));
+                    if !sent {
+                        bump(&self.sync_dropped);
+                    }
+                }
+                Step::Local { thing, body } => {
+                    let plan =
+                        self.handle_from(Origin::Cloud, &thing, ShadowOp::Update, body.as_bytes());
+                    self.publish(&plan.answer_reply());
+                    for r in &plan.side {
+                        self.publish(r);
+                    }
+                }
+                Step::Mark { thing, mark } => {
+                    let mut sh = self.shadows.borrow_mut();
+                    let same = sh.get(&thing).is_none_or(|s| s.sync == mark);
+                    sh.set_sync_mark(&thing, mark);
+                    if same {
+                        continue;
+                    }
+                    if let Some(s) = sh.get(&thing) {
+                        let bytes = store::encode(s);
+                        if let Err(e) = self.store.write(&thing, bytes.as_bytes()) {
+                            bump(&self.stats.store_errors);
+                            log::error!("shadows: cannot store the sync state of {thing}: {e}");
+                        } else {
+                            sh.set_stored_bytes(&thing, bytes.len());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// A request from a Lambda function (no subscription needed, as in Greengrass): returns the
@@ -96,13 +215,20 @@ impl ShadowService {
 
     /// Plans, stores, applies, counts and logs one request; the caller publishes.
     fn handle(&self, thing: &str, op: ShadowOp, payload: &[u8]) -> Plan {
+        self.handle_from(Origin::Local, thing, op, payload)
+    }
+
+    fn handle_from(&self, origin: Origin, thing: &str, op: ShadowOp, payload: &[u8]) -> Plan {
         bump(match op {
             ShadowOp::Update => &self.stats.update,
             ShadowOp::Get => &self.stats.get,
             ShadowOp::Delete => &self.stats.delete,
         });
         let now = unix_now();
-        let mut plan = self.shadows.borrow().plan(thing, op, payload, now);
+        let mut plan = self
+            .shadows
+            .borrow()
+            .plan_from(origin, thing, op, payload, now);
         if let Some(new) = &plan.new {
             let bytes = store::encode(new);
             match self.store.write(thing, bytes.as_bytes()) {
@@ -120,6 +246,10 @@ impl ShadowService {
                     plan = self.shadows.borrow().refuse(plan, r, payload, now);
                 }
             }
+        }
+        if let Some(out) = plan.sync_out.take() {
+            let steps = self.sync.borrow_mut().local_change(thing, &out);
+            self.run_steps(steps);
         }
         match &plan.rejection {
             None => bump(&self.stats.accepted),
@@ -174,6 +304,35 @@ impl ShadowService {
             ("replies_dropped".into(), n(&s.replies_dropped)),
             ("store_errors".into(), n(&s.store_errors)),
             ("not_a_request".into(), n(&s.not_a_request)),
+            ("sync".into(), self.sync_status()),
+        ])
+    }
+
+    fn sync_status(&self) -> Value {
+        let e = self.sync.borrow();
+        let st = &e.stats;
+        let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        let things = self.synced_things();
+        let dirty = things
+            .iter()
+            .filter(|t| self.shadows.borrow().get(t).is_some_and(|s| s.sync.dirty))
+            .count();
+        Value::Object(vec![
+            ("things".into(), int(things.len() as u64)),
+            (
+                "link".into(),
+                Value::String(if e.is_up() { "up" } else { "down" }.into()),
+            ),
+            ("unsynced".into(), int(dirty as u64)),
+            ("sent".into(), int(st.sent)),
+            (
+                "cloud_changes_applied".into(),
+                int(st.cloud_changes_applied),
+            ),
+            ("echoes_ignored".into(), int(st.echoes_ignored)),
+            ("rejected_by_cloud".into(), int(st.rejected_by_cloud)),
+            ("get_timeouts".into(), int(st.get_timeouts)),
+            ("dropped".into(), int(self.sync_dropped.get())),
         ])
     }
 }
