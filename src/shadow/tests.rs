@@ -359,3 +359,249 @@ fn size_limits_count_state_not_metadata_and_the_store_is_bounded() {
         0
     );
 }
+
+mod sync_engine {
+    use super::*;
+    use crate::shadow::sync::{replace_patch, Step, SyncEngine};
+
+    fn cloud_steps(steps: &[Step]) -> Vec<(String, String)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Cloud { topic, body } => Some((topic.clone(), body.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn local_steps(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Local { body, .. } => Some(body.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies the engine's steps to `s` as the shell does (Local as Origin::Cloud, Mark).
+    fn apply(s: &mut Shadows, steps: &[Step], now: u64) {
+        for st in steps {
+            match st {
+                Step::Local { thing, body } => {
+                    let mut p =
+                        s.plan_from(Origin::Cloud, thing, ShadowOp::Update, body.as_bytes(), now);
+                    assert!(p.sync_out.is_none(), "a cloud change is not sent back");
+                    s.apply(&mut p, 1);
+                }
+                Step::Mark { thing, mark } => s.set_sync_mark(thing, mark.clone()),
+                Step::Cloud { .. } => {}
+            }
+        }
+    }
+
+    fn token_of(body: &str) -> String {
+        let v = parse(body.as_bytes(), 1 << 20, 32).unwrap();
+        v.get("clientToken")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn replace_patch_turns_one_document_into_another() {
+        let v = |s: &str| parse(s.as_bytes(), 1 << 20, 32).unwrap();
+        let p = replace_patch(
+            Some(&v(r#"{"a":1,"b":{"c":1,"d":2},"gone":true}"#)),
+            Some(&v(r#"{"a":1,"b":{"c":1,"d":3},"new":[1]}"#)),
+        )
+        .unwrap();
+        assert_eq!(
+            json::to_string(&p),
+            r#"{"b":{"d":3},"new":[1],"gone":null}"#
+        );
+        assert_eq!(replace_patch(Some(&v("{}")), Some(&v("{}"))), None);
+        assert_eq!(replace_patch(Some(&v("{}")), None), Some(Value::Null));
+    }
+
+    #[test]
+    fn up_down_local_changes_and_no_echo() {
+        let mut s = shadows(); // "core" syncs, "light" does not
+        let mut e = SyncEngine::default();
+        // Offline: a local change is marked dirty, nothing is sent.
+        let mut p = s.plan(
+            "core",
+            ShadowOp::Update,
+            br#"{"state":{"reported":{"t":1}}}"#,
+            10,
+        );
+        assert!(p.new.as_ref().unwrap().sync.dirty);
+        let out = p.sync_out.take().unwrap();
+        s.apply(&mut p, 1);
+        assert!(e.local_change("core", &out).is_empty());
+        // Unsynced things never produce anything.
+        let p = s.plan(
+            "light",
+            ShadowOp::Update,
+            br#"{"state":{"reported":{"t":1}}}"#,
+            10,
+        );
+        assert!(p.sync_out.is_none() && !p.new.unwrap().sync.dirty);
+        // Up: one get, for the synced thing only.
+        let steps = e.link_up(&s, 1);
+        let c = cloud_steps(&steps);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, "$aws/things/core/shadow/get");
+        // The cloud has no shadow: the whole local state goes up.
+        let tok = token_of(&c[0].1);
+        let steps = e.cloud_message(
+            "$aws/things/core/shadow/get/rejected",
+            format!(r#"{{"code":404,"message":"No shadow","clientToken":"{tok}"}}"#).as_bytes(),
+            &s,
+        );
+        let c = cloud_steps(&steps);
+        assert_eq!(c[0].0, "$aws/things/core/shadow/update");
+        assert!(
+            c[0].1
+                .starts_with(r#"{"state":{"reported":{"t":1}},"clientToken":"sprig-sync-"#),
+            "{}",
+            c[0].1
+        );
+        apply(&mut s, &steps, 11);
+        // Its accepted: clean, cloud version 1.
+        let tok = token_of(&c[0].1);
+        let steps = e.cloud_message(
+            "$aws/things/core/shadow/update/accepted",
+            format!(r#"{{"version":1,"clientToken":"{tok}"}}"#).as_bytes(),
+            &s,
+        );
+        apply(&mut s, &steps, 11);
+        let mark = &s.get("core").unwrap().sync;
+        assert_eq!((mark.cloud_version, mark.dirty), (1, false));
+        // The echo of our own write (documents with our token) changes nothing.
+        let echo = format!(
+            r#"{{"current":{{"state":{{"reported":{{"t":1}}}},"version":1}},"clientToken":"{tok}"}}"#
+        );
+        assert!(e
+            .cloud_message(
+                "$aws/things/core/shadow/update/documents",
+                echo.as_bytes(),
+                &s
+            )
+            .is_empty());
+        // Connected: a local change goes up at once, as the request's state.
+        let mut p = s.plan(
+            "core",
+            ShadowOp::Update,
+            br#"{"state":{"reported":{"t":null,"u":2}}}"#,
+            12,
+        );
+        let steps = e.local_change("core", &p.sync_out.take().unwrap());
+        s.apply(&mut p, 1);
+        assert_eq!(
+            cloud_steps(&steps)[0]
+                .1
+                .split(r#","clientToken"#)
+                .next()
+                .unwrap(),
+            r#"{"state":{"reported":{"t":null,"u":2}}"#
+        );
+        // An update that changes nothing is not sent.
+        let p = s.plan(
+            "core",
+            ShadowOp::Update,
+            br#"{"state":{"reported":{"u":2}}}"#,
+            13,
+        );
+        assert!(p.sync_out.is_none());
+    }
+
+    #[test]
+    fn cloud_desired_changes_come_down_once_and_reported_stays_the_cores() {
+        let mut s = shadows();
+        let mut e = SyncEngine::default();
+        let mut p = s.plan(
+            "core",
+            ShadowOp::Update,
+            br#"{"state":{"reported":{"p":"R"}}}"#,
+            10,
+        );
+        s.apply(&mut p, 1);
+        let steps = e.link_up(&s, 1);
+        let tok = token_of(&cloud_steps(&steps)[0].1);
+        // The cloud already has the same reported, at version 4: nothing to send, now clean.
+        let got = format!(
+            r#"{{"state":{{"reported":{{"p":"R"}}}},"metadata":{{}},"version":4,"clientToken":"{tok}"}}"#
+        );
+        let steps = e.cloud_message("$aws/things/core/shadow/get/accepted", got.as_bytes(), &s);
+        assert!(cloud_steps(&steps).is_empty() && local_steps(&steps).is_empty());
+        apply(&mut s, &steps, 11);
+        assert!(!s.get("core").unwrap().sync.dirty);
+        // The console sets desired and, wrongly, reported: desired comes down with the
+        // console's token; reported is answered with the core's.
+        let doc = br#"{"previous":{"state":{"reported":{"p":"R"}},"version":4},
+            "current":{"state":{"desired":{"p":"G"},"reported":{"p":"X"}},"version":5},"clientToken":"console-1"}"#;
+        let steps = e.cloud_message("$aws/things/core/shadow/update/documents", doc, &s);
+        assert_eq!(
+            local_steps(&steps),
+            vec![r#"{"state":{"desired":{"p":"G"}},"clientToken":"console-1"}"#.to_string()]
+        );
+        assert!(cloud_steps(&steps)[0]
+            .1
+            .starts_with(r#"{"state":{"reported":{"p":"R"}}"#));
+        apply(&mut s, &steps, 12);
+        let sh = s.get("core").unwrap();
+        assert_eq!(
+            json::to_string(&sh.state()),
+            r#"{"desired":{"p":"G"},"reported":{"p":"R"}}"#
+        );
+        assert_eq!(sh.sync.cloud_version, 5);
+        // The same document again (a redelivery) does nothing.
+        assert!(e
+            .cloud_message("$aws/things/core/shadow/update/documents", doc, &s)
+            .is_empty());
+    }
+
+    #[test]
+    fn after_an_outage_the_later_desired_wins_and_the_cores_reported_goes_up() {
+        for (cloud_ts, cloud_wins) in [(50, true), (5, false)] {
+            let mut s = shadows();
+            let mut e = SyncEngine::default();
+            let mut p = s.plan(
+                "core",
+                ShadowOp::Update,
+                br#"{"state":{"desired":{"p":"R"},"reported":{"p":"Z"}}}"#,
+                20,
+            );
+            s.apply(&mut p, 1);
+            let steps = e.link_up(&s, 1);
+            let tok = token_of(&cloud_steps(&steps)[0].1);
+            let got = format!(
+                r#"{{"state":{{"desired":{{"p":"G"}},"reported":{{"p":"Y"}}}},"metadata":{{"desired":{{"p":{{"timestamp":{cloud_ts}}}}}}},"version":9,"clientToken":"{tok}"}}"#
+            );
+            let steps = e.cloud_message("$aws/things/core/shadow/get/accepted", got.as_bytes(), &s);
+            let up = cloud_steps(&steps);
+            assert_eq!(up.len(), 1);
+            if cloud_wins {
+                assert_eq!(
+                    local_steps(&steps),
+                    vec![r#"{"state":{"desired":{"p":"G"}}}"#.to_string()]
+                );
+                assert!(
+                    up[0].1.starts_with(r#"{"state":{"reported":{"p":"Z"}}"#),
+                    "{}",
+                    up[0].1
+                );
+            } else {
+                assert!(local_steps(&steps).is_empty());
+                assert!(
+                    up[0]
+                        .1
+                        .starts_with(r#"{"state":{"desired":{"p":"R"},"reported":{"p":"Z"}}"#),
+                    "{}",
+                    up[0].1
+                );
+            }
+        }
+    }
+}
