@@ -51,7 +51,8 @@ fn obj(fields: Vec<(&str, Value)>) -> Value {
     )
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -109,6 +109,17 @@ fn out_path(rig: &Rig, what: &str) -> PathBuf {
     rig.root.dir.path().join(format!("{what}-{n}.out"))
 }
 
+/// `dev` listening to the light's `shadow/<suffix>` until `count` messages came; ready.
+fn listen(rig: &Rig, dev: &Dev, suffix: &str, count: u32) -> Bg {
+    let topic = format!("$aws/things/{LIGHT}/shadow/{suffix}");
+    let bg = Bg::spawn(
+        cmd(rig, dev, "listen", &[&topic, &count.to_string()]),
+        out_path(rig, "listen"),
+    );
+    assert!(bg.wait_for("ready"), "{}", bg.errors());
+    bg
+}
+
 /// Runs a client to completion (bounded) and returns its stdout.
 fn run(rig: &Rig, dev: &Dev, what: &str, args: &[&str]) -> String {
     let bg = Bg::spawn(cmd(rig, dev, what, args), out_path(rig, what));
@@ -197,17 +208,8 @@ fn module_5_traffic_light_with_the_stock_sdk_shadow_client() {
         cmd(&rig, &rig.light, "light", &[LIGHT, "3"]),
         out_path(&rig, "light"),
     );
-    let observer = Bg::spawn(
-        cmd(
-            &rig,
-            &rig.observer,
-            "listen",
-            &[&format!("$aws/things/{LIGHT}/shadow/update/documents"), "6"],
-        ),
-        out_path(&rig, "observer"),
-    );
+    let observer = listen(&rig, &rig.observer, "update/documents", 6);
     assert!(light.wait_for("ready"), "{}", light.errors());
-    assert!(observer.wait_for("ready"), "{}", observer.errors());
     let switch = run(&rig, &rig.switch, "switch", &[LIGHT, "G,Y,R"]);
     for c in ["G", "Y", "R"] {
         assert!(
@@ -573,16 +575,7 @@ fn sync_with_the_cloud_shadow_converges_after_an_outage_without_echo() {
 
     // 2. The console sets desired in the cloud: the light gets the local delta, as if a local
     // client had written it, and nothing is echoed back up.
-    let light = Bg::spawn(
-        cmd(
-            &rig,
-            &rig.light,
-            "listen",
-            &[&format!("$aws/things/{LIGHT}/shadow/update/delta"), "1"],
-        ),
-        out_path(&rig, "light-delta"),
-    );
-    assert!(light.wait_for("ready"));
+    let light = listen(&rig, &rig.light, "update/delta", 1);
     let sent_before = core_requests();
     std::fs::write(
         &console,
@@ -613,16 +606,7 @@ fn sync_with_the_cloud_shadow_converges_after_an_outage_without_echo() {
     assert!(wait_until(PATIENCE, || sync_field("unsynced") == "1"));
     // Metadata timestamps are whole seconds: the console's write must be a later second.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let light = Bg::spawn(
-        cmd(
-            &rig,
-            &rig.light,
-            "listen",
-            &[&format!("$aws/things/{LIGHT}/shadow/update/delta"), "1"],
-        ),
-        out_path(&rig, "light-delta2"),
-    );
-    assert!(light.wait_for("ready"));
+    let light = listen(&rig, &rig.light, "update/delta", 1);
     std::fs::write(
         &console,
         format!("{LIGHT} {{\"desired\":{{\"property\":\"Y\"}}}}\n{LIGHT} {{\"desired\":{{\"property\":\"G\"}}}}\n"),

@@ -9,7 +9,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -17,6 +16,7 @@ use crate::broker::LocalSink;
 use crate::config::Endpoint;
 use crate::json::Value;
 use crate::limits;
+use crate::status::unix_now;
 use crate::workq::{QueueHandle, WorkItem};
 
 use super::sync::{Step, SyncEngine};
@@ -60,13 +60,6 @@ pub struct ShadowService {
     cloud: RefCell<Option<Rc<dyn CloudPort>>>,
     /// Cloud-bound sync messages the cloud link refused (spool full).
     sync_dropped: Cell<u64>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl ShadowService {

@@ -152,6 +152,14 @@ pub fn replace_patch(from: Option<&Value>, to: Option<&Value>) -> Option<Value> 
     }
 }
 
+/// `{"clientToken": tok}`: the body of a get or delete.
+fn token_body(tok: &str) -> String {
+    json::to_string(&Value::Object(vec![(
+        "clientToken".into(),
+        Value::String(tok.into()),
+    )]))
+}
+
 fn state_body(desired: Option<Value>, reported: Option<Value>, token: &str) -> String {
     let mut state = Vec::new();
     if let Some(d) = desired {
@@ -180,14 +188,17 @@ impl SyncEngine {
         }
     }
 
+    /// Sends an update/delete whose answer clears the thing's dirty mark.
+    fn push(&mut self, thing: &str, op: &str, body: String, tok: String) -> Step {
+        self.waiting.insert(thing.to_string(), Waiting::Push(tok));
+        self.send(thing, op, body)
+    }
+
     fn get(&mut self, thing: &str, tick: u64) -> Step {
         let tok = self.token();
+        let body = token_body(&tok);
         self.waiting
-            .insert(thing.to_string(), Waiting::Get(tok.clone(), tick));
-        let body = json::to_string(&Value::Object(vec![(
-            "clientToken".into(),
-            Value::String(tok),
-        )]));
+            .insert(thing.to_string(), Waiting::Get(tok, tick));
         self.send(thing, "get", body)
     }
 
@@ -240,25 +251,17 @@ impl SyncEngine {
             return Vec::new();
         }
         let tok = self.token();
-        self.waiting
-            .insert(thing.to_string(), Waiting::Push(tok.clone()));
         let (op, body) = match out {
             SyncOut::Update(state) => (
                 "update",
                 json::to_string(&Value::Object(vec![
                     ("state".into(), state.clone()),
-                    ("clientToken".into(), Value::String(tok)),
+                    ("clientToken".into(), Value::String(tok.clone())),
                 ])),
             ),
-            SyncOut::Delete => (
-                "delete",
-                json::to_string(&Value::Object(vec![(
-                    "clientToken".into(),
-                    Value::String(tok),
-                )])),
-            ),
+            SyncOut::Delete => ("delete", token_body(&tok)),
         };
-        vec![self.send(thing, op, body)]
+        vec![self.push(thing, op, body, tok)]
     }
 
     /// A message from the cloud on one of the synced things' shadow topics.
@@ -394,78 +397,65 @@ impl SyncEngine {
         let local = shadows.get(thing);
         let mut mark = local.map(|s| s.sync.clone()).unwrap_or_default();
         let live = local.filter(|s| !s.deleted);
-        let mut steps = Vec::new();
         let tok = self.token();
-        let Some(cloud) = cloud else {
-            if let Some(l) = live {
-                steps.push(self.send(
-                    thing,
-                    "update",
-                    state_body(l.desired.clone(), l.reported.clone(), &tok),
-                ));
-                self.waiting.insert(thing.into(), Waiting::Push(tok));
-            } else {
+        let cstate = cloud.and_then(|c| c.get("state"));
+        let (cdes, crep) = (
+            cstate.and_then(|s| s.get("desired")),
+            cstate.and_then(|s| s.get("reported")),
+        );
+        let mut steps = Vec::new();
+        match (cloud, live) {
+            (None, None) => mark.dirty = false,
+            // The cloud has no shadow: the whole local one goes up.
+            (None, Some(l)) => {
+                let body = state_body(l.desired.clone(), l.reported.clone(), &tok);
+                steps.push(self.push(thing, "update", body, tok));
+            }
+            // Deleted here while offline: delete there too.
+            (Some(_), None) if mark.dirty => {
+                steps.push(self.push(thing, "delete", token_body(&tok), tok));
+            }
+            (Some(_), None) => {
                 mark.dirty = false;
+                if let Some(d) = cdes {
+                    self.stats.cloud_changes_applied += 1;
+                    steps.push(Step::Local {
+                        thing: thing.into(),
+                        body: state_body(Some(d.clone()), None, &tok),
+                    });
+                }
             }
-            steps.push(Step::Mark {
-                thing: thing.into(),
-                mark,
-            });
-            return steps;
-        };
-        let cstate = cloud.get("state");
-        let cdes = cstate.and_then(|s| s.get("desired"));
-        let crep = cstate.and_then(|s| s.get("reported"));
-        let cversion = version_of(cloud.get("version"));
-        let cloud_moved = cversion != mark.cloud_version;
-        let Some(l) = live else {
-            if mark.dirty {
-                // Deleted here while offline: delete there too.
-                let body = json::to_string(&Value::Object(vec![(
-                    "clientToken".into(),
-                    Value::String(tok.clone()),
-                )]));
-                steps.push(self.send(thing, "delete", body));
-                self.waiting.insert(thing.into(), Waiting::Push(tok));
-            } else if let Some(d) = cdes {
-                self.stats.cloud_changes_applied += 1;
-                steps.push(Step::Local {
-                    thing: thing.into(),
-                    body: state_body(Some(d.clone()), None, &tok),
-                });
+            (Some(c), Some(l)) => {
+                let cloud_moved = version_of(c.get("version")) != mark.cloud_version;
+                let cloud_newer = newest(c.get("metadata").and_then(|m| m.get("desired")))
+                    > newest(l.meta_desired.as_ref());
+                let mut up_desired = None;
+                if cloud_moved && (!mark.dirty || cloud_newer) {
+                    if let Some(p) = replace_patch(l.desired.as_ref(), cdes) {
+                        self.stats.cloud_changes_applied += 1;
+                        let body = json::to_string(&Value::Object(vec![(
+                            "state".into(),
+                            Value::Object(vec![("desired".into(), p)]),
+                        )]));
+                        steps.push(Step::Local {
+                            thing: thing.into(),
+                            body,
+                        });
+                    }
+                } else {
+                    up_desired = replace_patch(cdes, l.desired.as_ref());
+                }
+                let up_reported = replace_patch(crep, l.reported.as_ref());
+                if up_desired.is_some() || up_reported.is_some() {
+                    let body = state_body(up_desired, up_reported, &tok);
+                    steps.push(self.push(thing, "update", body, tok));
+                } else {
+                    mark.dirty = false;
+                }
             }
-            mark.cloud_version = cversion;
-            steps.push(Step::Mark {
-                thing: thing.into(),
-                mark,
-            });
-            return steps;
-        };
-        let cloud_newer = newest(cloud.get("metadata").and_then(|m| m.get("desired")))
-            > newest(l.meta_desired.as_ref());
-        let mut up_desired = None;
-        if cloud_moved && (!mark.dirty || cloud_newer) {
-            if let Some(p) = replace_patch(l.desired.as_ref(), cdes) {
-                self.stats.cloud_changes_applied += 1;
-                let body = json::to_string(&Value::Object(vec![(
-                    "state".into(),
-                    Value::Object(vec![("desired".into(), p)]),
-                )]));
-                steps.push(Step::Local {
-                    thing: thing.into(),
-                    body,
-                });
-            }
-        } else {
-            up_desired = replace_patch(cdes, l.desired.as_ref());
         }
-        let up_reported = replace_patch(crep, l.reported.as_ref());
-        mark.cloud_version = cversion;
-        if up_desired.is_some() || up_reported.is_some() {
-            steps.push(self.send(thing, "update", state_body(up_desired, up_reported, &tok)));
-            self.waiting.insert(thing.into(), Waiting::Push(tok));
-        } else {
-            mark.dirty = false;
+        if let Some(c) = cloud {
+            mark.cloud_version = version_of(c.get("version"));
         }
         steps.push(Step::Mark {
             thing: thing.into(),

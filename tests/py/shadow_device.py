@@ -7,14 +7,12 @@ Usage: python shadow_device.py COMMAND PORT CA CERT KEY CLIENT_ID [ARGS...]
 Every command prints what it observed, one fact per line; the Rust test judges.
 """
 import json
-import os
-import sys
 import threading
 import time
 
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTShadowClient
 
-from sdk_device import PATIENCE, configure, mqtt_client, say, wait
+from sdk_device import PATIENCE, configure, dispatch, mqtt_client, say, wait
 
 
 def shadow_handler(port, ca, cert, key, cid, thing):
@@ -152,23 +150,5 @@ def cmd_raw(port, ca, cert, key, cid, thing, requests_file, gap):
         say(f"disconnect raised {type(e).__name__}")
 
 
-def main():
-    cmd = sys.argv[1]
-    port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-    code = 0
-    try:
-        {
-            "switch": cmd_switch,
-            "light": cmd_light,
-            "listen": cmd_listen,
-            "raw": cmd_raw,
-        }[cmd](port, ca, cert, key, cid, *sys.argv[7:])
-    except Exception as e:
-        say(f"error {type(e).__name__}: {e}")
-        code = 1
-    sys.stdout.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    main()
+    dispatch({"switch": cmd_switch, "light": cmd_light, "listen": cmd_listen, "raw": cmd_raw})
