@@ -47,7 +47,8 @@ fn other_targets_reproducers() {
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, fn(&[u8])); 9] = [
+    type Check = (&'static str, fn(&[u8]));
+    let checks: [Check; 9] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),

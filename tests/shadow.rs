@@ -534,7 +534,7 @@ fn sync_with_the_cloud_shadow_converges_after_an_outage_without_echo() {
             .lines()
             .filter_map(|l| l.strip_prefix(&format!("shadow {thing} ")))
             .filter_map(|l| l.split_once(' ').map(|(_version, state)| state))
-            .last()
+            .next_back()
             .unwrap_or("")
             .to_string()
     };
