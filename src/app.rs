@@ -89,10 +89,12 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         queue.clone(),
     );
     hub.set_shadow_sink(shadows.clone());
-    status.add_section("shadows", {
+    let s = shadows.clone();
+    status.add_section("shadows", Box::new(move || s.status()));
+    if !shadows.synced_things().is_empty() {
         let s = shadows.clone();
-        Box::new(move || s.status())
-    });
+        status.add_section("shadow_sync", Box::new(move || s.sync_status()));
+    }
 
     // The cloud link (issue 4): messages routed to `cloud` go to its spool; messages from the
     // cloud enter the work queue with source `cloud` (a QoS 1 one is acknowledged upstream only

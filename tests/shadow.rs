@@ -376,7 +376,8 @@ fn every_rejection_code_and_the_merge_rules_over_mqtt() {
         log.contains("shadow update of GG_TrafficLight rejected: 409 Version conflict"),
         "{log}"
     );
-    let want = r#""rejected":{"400":8,"404":3,"409":1,"413":1}"#;
+    let want =
+        r#""rejected":13,"rejected_400":8,"rejected_404":3,"rejected_409":1,"rejected_413":1,"#;
     assert!(
         wait_until(PATIENCE, || status_json(&rig.root).unwrap().contains(want)),
         "{}",
@@ -384,6 +385,17 @@ fn every_rejection_code_and_the_merge_rules_over_mqtt() {
     );
     let st = status_json(&rig.root).unwrap();
     assert!(!st.contains("shadow_not_built"), "{st}");
+    // The human form: one line.
+    let (_, text, _) = rig.root.sprig("status", &[]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("shadows: "))
+        .unwrap_or("");
+    assert!(line.starts_with("shadows: count 1, bytes "), "{text}");
+    assert!(
+        line.contains("rejected 13, rejected_400 8, rejected_404 3,"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -271,18 +271,14 @@ impl ShadowService {
         }
     }
 
-    /// The `shadows` section of `sprig status`.
+    /// The `shadows` section of `sprig status` (flat: one line in `sprig status`; a
+    /// `rejected_<code>` counter per code seen).
     pub fn status(&self) -> Value {
         let s = &self.stats;
         let (live, bytes) = self.shadows.borrow().usage();
         let n = |c: &Cell<u64>| Value::Int(c.get() as i64);
-        let rejected = s
-            .rejected
-            .borrow()
-            .iter()
-            .map(|(code, k)| (code.to_string(), Value::Int(*k as i64)))
-            .collect();
-        Value::Object(vec![
+        let rejected = s.rejected.borrow();
+        let mut f: Vec<(String, Value)> = vec![
             ("count".into(), Value::Int(live as i64)),
             ("bytes".into(), Value::Int(bytes as i64)),
             (
@@ -293,15 +289,26 @@ impl ShadowService {
             ("gets".into(), n(&s.get)),
             ("deletes".into(), n(&s.delete)),
             ("accepted".into(), n(&s.accepted)),
-            ("rejected".into(), Value::Object(rejected)),
+            (
+                "rejected".into(),
+                Value::Int(rejected.values().sum::<u64>() as i64),
+            ),
+        ];
+        f.extend(
+            rejected
+                .iter()
+                .map(|(code, k)| (format!("rejected_{code}"), Value::Int(*k as i64))),
+        );
+        f.extend([
             ("replies_dropped".into(), n(&s.replies_dropped)),
             ("store_errors".into(), n(&s.store_errors)),
             ("not_a_request".into(), n(&s.not_a_request)),
-            ("sync".into(), self.sync_status()),
-        ])
+        ]);
+        Value::Object(f)
     }
 
-    fn sync_status(&self) -> Value {
+    /// The `shadow_sync` section of `sprig status`.
+    pub fn sync_status(&self) -> Value {
         let e = self.sync.borrow();
         let st = &e.stats;
         let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
