@@ -353,3 +353,122 @@ impl LocalSink for ShadowService {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workq::SharedQueue;
+
+    fn tmp(label: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("sprig-shadow-svc-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_lambda_call_answers_directly_and_queues_the_side_messages() {
+        let dir = tmp("lambda");
+        let q = SharedQueue::new(2, 1 << 20);
+        let svc = ShadowService::open(&dir, &[("light".into(), false)], q.clone());
+        let (suffix, body) = svc.request(
+            "light",
+            ShadowOp::Update,
+            br#"{"state":{"desired":{"p":"R"}},"clientToken":"fn"}"#,
+        );
+        assert_eq!(suffix, "update/accepted");
+        assert!(body.starts_with(br#"{"state":{"desired":{"p":"R"}}"#));
+        // delta and documents went into the queue as GGShadowService messages; no answer.
+        let topics: Vec<(Endpoint, String)> = std::iter::from_fn(|| q.try_pop())
+            .map(|i| (i.source, i.topic))
+            .collect();
+        assert_eq!(
+            topics,
+            vec![
+                (
+                    Endpoint::ShadowService,
+                    "$aws/things/light/shadow/update/delta".into()
+                ),
+                (
+                    Endpoint::ShadowService,
+                    "$aws/things/light/shadow/update/documents".into()
+                ),
+            ]
+        );
+        // Through the dispatcher's seam the answer is queued too; a full queue drops and counts.
+        let ok = svc.deliver(
+            &Endpoint::ShadowService,
+            &Endpoint::Device("light".into()),
+            "$aws/things/light/shadow/update",
+            &Bytes::from_static(br#"{"state":{"reported":{"p":"R"}}}"#),
+        );
+        assert!(ok);
+        assert_eq!(
+            q.try_pop().unwrap().topic,
+            "$aws/things/light/shadow/update/accepted"
+        );
+        assert_eq!(
+            q.try_pop().unwrap().topic,
+            "$aws/things/light/shadow/update/documents"
+        );
+        assert_eq!(svc.stats.replies_dropped.get(), 0);
+        for _ in 0..2 {
+            svc.request("light", ShadowOp::Get, b"");
+        }
+        svc.request(
+            "light",
+            ShadowOp::Update,
+            br#"{"state":{"desired":{"p":"G"}}}"#,
+        );
+        assert_eq!(svc.stats.replies_dropped.get(), 0, "two side messages fit");
+        svc.request(
+            "light",
+            ShadowOp::Update,
+            br#"{"state":{"desired":{"p":"Y"}}}"#,
+        );
+        assert_eq!(svc.stats.replies_dropped.get(), 2);
+        // Not a request: counted, not taken.
+        assert!(!svc.deliver(
+            &Endpoint::ShadowService,
+            &Endpoint::Device("light".into()),
+            "$aws/things/light/shadow/update/accepted",
+            &Bytes::new(),
+        ));
+        assert_eq!(svc.stats.not_a_request.get(), 1);
+        // A restart reads the stored shadow back.
+        let again = ShadowService::open(
+            &dir,
+            &[("light".into(), false)],
+            SharedQueue::new(8, 1 << 20),
+        );
+        let (_, body) = again.request("light", ShadowOp::Get, b"");
+        assert!(body.windows(11).any(|w| w == br#""version":4"#), "{body:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_written_refuses_with_500_and_keeps_nothing() {
+        let dir = tmp("ro");
+        // The shadows directory's place is taken by a file: every write fails.
+        let state = dir.join("ggc/var/state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("shadows"), b"not a directory").unwrap();
+        let svc = ShadowService::open(
+            &dir,
+            &[("light".into(), false)],
+            SharedQueue::new(8, 1 << 20),
+        );
+        let (suffix, body) = svc.request(
+            "light",
+            ShadowOp::Update,
+            br#"{"state":{"reported":{"x":1}},"clientToken":"c"}"#,
+        );
+        assert_eq!(suffix, "update/rejected");
+        assert!(body.starts_with(br#"{"code":500,"message":"Internal service failure""#));
+        assert!(body.ends_with(br#""clientToken":"c"}"#));
+        assert_eq!(svc.stats.store_errors.get(), 1);
+        assert_eq!(svc.request("light", ShadowOp::Get, b"").0, "get/rejected");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
