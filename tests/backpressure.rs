@@ -168,6 +168,13 @@ fn assert_all_arrived(
 }
 
 fn assert_paused_and_nothing_dropped(rig: &Rig) {
+    // The status file is rewritten about once a second: wait until it has seen the flood.
+    let all = (DEVICES * PER_DEVICE) as u64;
+    assert!(
+        wait_until(PATIENCE, || status_queue_accepted(&rig.root) >= all),
+        "{:?}",
+        status_json(&rig.root)
+    );
     let st = status_json(&rig.root).unwrap();
     assert!(
         status_counter(&rig.root, "backpressure_pauses") > 0,

@@ -445,22 +445,8 @@ fn a_thousand_connect_disconnect_cycles_leave_fds_and_rss_flat() {
     );
 }
 
-/// `work_queue.accepted` from `sprig status --json`: messages the queue took.
 fn queue_accepted(rig: &Rig) -> u64 {
-    let s = status_json(rig).unwrap_or_default();
-    let Some(at) = s.find("\"work_queue\"") else {
-        return 0;
-    };
-    let rest = &s[at..];
-    let Some(k) = rest.find("\"accepted\":") else {
-        return 0;
-    };
-    rest[k + 11..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
+    status_queue_accepted(&rig.root)
 }
 
 #[test]

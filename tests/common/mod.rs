@@ -568,6 +568,25 @@ pub fn status_counter(root: &TestRoot, key: &str) -> u64 {
         .unwrap()
 }
 
+/// `work_queue.accepted` from `sprig status --json` (messages the queue took); 0 if the daemon
+/// is not up. (`accepted` alone would find `connections.accepted` first.)
+pub fn status_queue_accepted(root: &TestRoot) -> u64 {
+    let s = status_json(root).unwrap_or_default();
+    let Some(at) = s.find("\"work_queue\"") else {
+        return 0;
+    };
+    let rest = &s[at..];
+    let Some(k) = rest.find("\"accepted\":") else {
+        return 0;
+    };
+    rest[k + 11..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
 /// A background client whose stdout goes to a file (poll it with `wait_for`); killed on drop.
 pub struct Bg {
     pub child: Child,
