@@ -11,6 +11,19 @@ import sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 env = os.environ.get
 
+# Derived per-run figures (issue 13): memory per idle device = (RSS with N idle devices − idle
+# RSS) / devices held, in the same run; QoS 1 messages PUBACKed but never delivered.
+for r in list(rows):
+    d = r["data"]
+    if r["label"].startswith("idle-") and isinstance(d.get("rss_kib"), (int, float)) and d.get("connections"):
+        idle = [x["data"].get("rss_kib") for x in rows
+                if x["broker"] == r["broker"] and x["run"] == r["run"] and x["label"] == "coldstart"]
+        if idle and isinstance(idle[0], (int, float)):
+            rows.append({"broker": r["broker"], "run": r["run"], "label": "per-device-" + r["label"][5:],
+                         "data": {"kib": (d["rss_kib"] - idle[0]) / d["connections"]}})
+    if r["label"] == "fanin-q1" and isinstance(d.get("acked"), (int, float)) and isinstance(d.get("delivered"), (int, float)):
+        d["acked_not_delivered"] = max(0, d["acked"] - d["delivered"])
+
 
 def values(broker, label, key):
     out = {}
@@ -45,6 +58,8 @@ def fmt(v, kind):
         return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
     if kind == "cpu":
         return f"{v:.2f}"
+    if kind == "kib":
+        return f"{v:.1f} KiB"
     return f"{v:.3g}"
 
 
@@ -79,6 +94,12 @@ for n in idle_sizes:
     hm, hs = held("mosquitto", f"idle-{n}"), held("sprig", f"idle-{n}")
     _, s_conn[n], _ = row(f"RSS with {int(n):,} idle TLS devices (held: mosquitto {fmt(hm, 'int')}, sprig {fmt(hs, 'int')})",
                           f"idle-{n}", "rss_kib", "mib", "sprig ≤ 12 MiB with 1,000" if n == "1000" else "")
+for n in idle_sizes:
+    if n == "200":
+        _, per_dev, _ = row("Memory per idle TLS device ((RSS with 200 − idle RSS) / devices held)",
+                            "per-device-200", "kib", "kib", "sprig ≤ 10 kB (9.8 KiB)")
+        goals.append(("Memory per idle TLS device ≤ 10 kB (issue 13)",
+                      goal_mark(None if per_dev is None else per_dev * 1024 <= 10_000), fmt(per_dev, "kib")))
 big = s_conn.get("1000")
 if big is not None:
     goals.append(("≤ 12 MiB with 1,000 TLS devices", goal_mark(big <= 12 * 1024), fmt(big, "mib")))
@@ -99,9 +120,17 @@ for q in ("0", "1"):
                   goal_mark(None if r is None else r <= 0.5), "—" if r is None else f"ratio {r:.2f}"))
     sent = int(pubs) * int(env("FANIN_MSGS", "0"))
     row(f"Fan-in {pubs}→1 QoS {q}: messages delivered (of {sent:,} sent)", lab, "delivered", "int")
+    if q == "1":
+        _, lost, _ = row(f"Fan-in {pubs}→1 QoS 1: acknowledged but not delivered", lab, "acked_not_delivered",
+                         "int", "0")
+        worst = max(values("sprig", lab, "acked_not_delivered").values(), default=None)
+        goals.append(("QoS 1 fan-in: 0 acknowledged but not delivered (issue 13, every run)",
+                      goal_mark(None if worst is None else worst == 0), fmt(worst, "int") + " in the worst run"))
 
 rate = env("LAT_RATE", "1000")
-row(f"1→1 latency at {rate} msg/s: p50", "latency", "p50_us", "us")
+_, _, r50 = row(f"1→1 latency at {rate} msg/s: p50", "latency", "p50_us", "us", "sprig ≤ mosquitto")
+goals.append((f"p50 at {rate} msg/s no worse than mosquitto (issue 13; median of per-run ratios ≤ 1)",
+              goal_mark(None if r50 is None else r50 <= 1.0), "—" if r50 is None else f"ratio {r50:.2f}"))
 m99, s99, r99 = row(f"1→1 latency at {rate} msg/s: p99", "latency", "p99_us", "us", "sprig ≤ mosquitto")
 def runs_of(broker):
     v = values(broker, "latency", "p99_us")
@@ -150,7 +179,7 @@ print()
 print("| Scenario | mosquitto | sprig | sprig / mosquitto | Goal |")
 print("|---|---:|---:|---:|---|")
 print("\n".join(table))
-print("\n## Goals (issue 6), honestly\n")
+print("\n## Goals (issues 6 and 13), honestly\n")
 print("| Goal | Result | sprig |")
 print("|---|---|---|")
 for g, res, val in goals:
