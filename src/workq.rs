@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
@@ -250,15 +250,19 @@ impl Notify {
 
     /// Completes when `notify` was called since the last completion.
     pub async fn notified(&self) {
-        poll_fn(|cx| {
-            if self.pending.replace(false) {
-                Poll::Ready(())
-            } else {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_notified(cx)).await
+    }
+
+    /// `notified` as a poll: `Ready` once per `notify`, else the waker is kept.
+    pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.replace(false) {
+            return Poll::Ready(());
+        }
+        let mut w = self.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -301,17 +305,19 @@ impl SharedQueue {
 
     /// Completes once device connections may offer again (the gate is open).
     pub async fn room(&self) {
-        poll_fn(|cx| {
-            if !self.queue.borrow().gate_closed() {
-                return Poll::Ready(());
-            }
-            let mut room = self.room.borrow_mut();
-            if !room.iter().any(|w| w.will_wake(cx.waker())) {
-                room.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_room(cx)).await
+    }
+
+    /// `room` as a poll: `Ready` while the gate is open, else the waker joins the waiters.
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.queue.borrow().gate_closed() {
+            return Poll::Ready(());
+        }
+        let mut room = self.room.borrow_mut();
+        if !room.iter().any(|w| w.will_wake(cx.waker())) {
+            room.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     fn popped(&self, item: Option<WorkItem>) -> Option<WorkItem> {

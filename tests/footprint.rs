@@ -61,7 +61,7 @@ fn live() -> (isize, isize) {
 /// Devices measured at once; the per-device figure is the difference divided by this.
 const N: usize = 24;
 
-/// Heap per idle connected device allowed, bytes. Measured 10,983 B (rustls 0.23.46, ring,
+/// Heap per idle connected device allowed, bytes. Measured 10,865 B (rustls 0.23.46, ring,
 /// TLS 1.3, debug and release alike; see ARCHITECTURE.md "What an idle device costs"), 22,300 B
 /// before issue 13. Slack for rustls versions; the 4 KiB input buffer or the 8 KiB pre-sized
 /// outbox coming back fails it.

@@ -9,10 +9,13 @@
 //! the socket (TCP and the device's in-flight window hold the rest) but keep sending its
 //! outbox, and resume when the queue has room.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
@@ -75,6 +78,8 @@ pub async fn serve(
         peer,
         session: Session::new(String::new(), Instant::now()),
         device: None,
+        timer: Timer::never(),
+        timer_at: None,
     };
     let Some(cert_id) = c.handshake().await else {
         return;
@@ -129,6 +134,9 @@ struct Conn {
     session: Session,
     /// Set once CONNECT was accepted.
     device: Option<Rc<Outbox>>,
+    /// Fires at the session's deadline (armed for `timer_at`, if set).
+    timer: Timer,
+    timer_at: Option<Instant>,
 }
 
 /// The session's view of the hub for one connection.
@@ -305,58 +313,7 @@ impl Conn {
                 future::yield_now().await;
                 continue;
             }
-            let paused = self.session.is_paused();
-            let deadline = self.session.deadline();
-            let wake = {
-                let readable = async {
-                    if flushed && !closing && !paused {
-                        // An error shows up again on the read that follows.
-                        let _ = self.s.sock.readable().await;
-                        Wake::Readable
-                    } else {
-                        future::pending().await
-                    }
-                };
-                let writable = async {
-                    if !flushed {
-                        let _ = self.s.sock.writable().await;
-                        Wake::Writable
-                    } else {
-                        future::pending().await
-                    }
-                };
-                let outbox = async {
-                    match &self.device {
-                        Some(o) if flushed => {
-                            o.wake.notified().await;
-                            Wake::Outbox
-                        }
-                        _ => future::pending().await,
-                    }
-                };
-                let room = async {
-                    if paused && !closing {
-                        self.hub.queue.room().await;
-                        Wake::Room
-                    } else {
-                        future::pending().await
-                    }
-                };
-                let timer = async {
-                    match deadline {
-                        Some(d) => {
-                            Timer::at(d).await;
-                            Wake::Timer
-                        }
-                        None => future::pending().await,
-                    }
-                };
-                future::or(
-                    future::or(readable, writable),
-                    future::or(outbox, future::or(room, timer)),
-                )
-                .await
-            };
+            let wake = self.wait(flushed, closing).await;
             match wake {
                 Wake::Readable => match self.s.read_some(limits::TLS_BYTES_PER_WAKE) {
                     // The peer may have sent its last packets together with the close
@@ -375,12 +332,61 @@ impl Conn {
                 },
                 Wake::Writable | Wake::Outbox | Wake::Room => {}
                 Wake::Timer => {
+                    // The timer may have been armed for an earlier deadline; `wait` re-arms it.
                     if let Some(close) = self.session.expired(Instant::now()) {
                         return End::Session(close);
                     }
                 }
             }
         }
+    }
+
+    /// Waits for the next thing to do: the socket readable (unless flushing, closing or
+    /// paused), writable (while flushing), outbox frames, room in the work queue (while
+    /// paused), the session's deadline. One hand-written poll keeps the task's future small
+    /// and reuses one timer: it is re-armed only when the deadline moves earlier or it fired
+    /// (keep-alive deadlines move later with every packet; re-registering per packet cost a
+    /// reactor insert and remove per message).
+    async fn wait(&mut self, flushed: bool, closing: bool) -> Wake {
+        let paused = self.session.is_paused();
+        let deadline = self.session.deadline();
+        let Conn {
+            hub,
+            s,
+            device,
+            timer,
+            timer_at,
+            ..
+        } = self;
+        std::future::poll_fn(|cx| {
+            // Errors show up again on the read or write that follows.
+            if flushed && !closing && !paused && s.sock.poll_readable(cx).is_ready() {
+                return Poll::Ready(Wake::Readable);
+            }
+            if !flushed && s.sock.poll_writable(cx).is_ready() {
+                return Poll::Ready(Wake::Writable);
+            }
+            if let Some(o) = device.as_ref().filter(|_| flushed) {
+                if o.wake.poll_notified(cx).is_ready() {
+                    return Poll::Ready(Wake::Outbox);
+                }
+            }
+            if paused && !closing && hub.queue.poll_room(cx).is_ready() {
+                return Poll::Ready(Wake::Room);
+            }
+            if let Some(d) = deadline {
+                if timer_at.is_none_or(|t| d < t) {
+                    timer.set_at(d);
+                    *timer_at = Some(d);
+                }
+                if Pin::new(&mut *timer).poll(cx).is_ready() {
+                    *timer_at = None;
+                    return Poll::Ready(Wake::Timer);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The peer closed: hands its last packets to the session, waiting for room in the work
