@@ -312,6 +312,14 @@ impl Session {
         };
         match packet {
             Packet::Publish(p) => self.on_publish(&thing, p, core),
+            // MQTT 3.1.1 §3.8.3-3, §3.10.3-2: at least one filter (an empty SUBACK would not
+            // even parse on the client's side).
+            Packet::Subscribe(s) if s.filters.is_empty() => {
+                Err(Close::Malformed("SUBSCRIBE without a topic filter".into()))
+            }
+            Packet::Unsubscribe(u) if u.topics.is_empty() => Err(Close::Malformed(
+                "UNSUBSCRIBE without a topic filter".into(),
+            )),
             Packet::Subscribe(s) => {
                 let codes = s
                     .filters

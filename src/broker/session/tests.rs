@@ -226,11 +226,14 @@ fn subscribe_grants_qos0_where_the_core_allows_and_0x80_elsewhere() {
 #[test]
 fn protocol_violations_close_the_session() {
     let now = t0();
-    let cases: [(Vec<u8>, &str); 4] = [
+    let cases: [(Vec<u8>, &str); 6] = [
         (publish("t", QoS::ExactlyOnce, 1, b"x"), "QoS 2"),
         (publish("t/+", QoS::AtMostOnce, 0, b"x"), "PUBLISH topic"),
         (connect("A", 30), "a second CONNECT"),
         (vec![0xf0, 0x00], "malformed"),
+        // SUBSCRIBE / UNSUBSCRIBE with a packet id and no filter (found by the fuzzer).
+        (vec![0x82, 0x02, 0x10, 0x0d], "without a topic filter"),
+        (vec![0xa2, 0x02, 0x10, 0x0e], "without a topic filter"),
     ];
     for (input, why) in cases {
         let mut core = TestBroker {
