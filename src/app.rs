@@ -125,6 +125,26 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     };
 
+    // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort, workers as children.
+    let daemon_port = config.core_thing.gg_daemon_port;
+    let ipc_listener = crate::lambda::shell::bind(daemon_port).map_err(|e| {
+        AppError::Startup(format!(
+            "cannot listen on 127.0.0.1:{daemon_port} (coreThing.ggDaemonPort): {e}"
+        ))
+    })?;
+    let runner = crate::lambda::shell::Runner::new(
+        config,
+        &core.group,
+        queue.clone(),
+        core.child_exits.clone(),
+    );
+    hub.set_function_sink(Rc::new(runner.clone()));
+    {
+        let (r1, r2) = (runner.clone(), runner.clone());
+        status.add_section("functions", Box::new(move || r1.status().0));
+        status.add_section("ipc", Box::new(move || r2.status().1));
+    }
+
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
     let _dispatcher = ex.spawn(broker::run_dispatcher(hub.clone()));
@@ -140,9 +160,10 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
 
     future::or(
         broker::run_listener(hub.clone(), ex, listener, slot),
-        shutdown.wait(),
+        future::or(runner.run(ex, ipc_listener), shutdown.wait()),
     )
     .await;
+    runner.stop().await;
     if let Some(c) = &cloud {
         c.flush();
     }

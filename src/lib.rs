@@ -36,6 +36,8 @@ pub mod cli;
 pub mod cloud;
 pub mod daemon;
 pub mod demo;
+pub mod ipc;
+pub mod lambda;
 pub mod logging;
 pub mod pki;
 pub mod status;
