@@ -139,6 +139,12 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         core.child_exits.clone(),
     );
     hub.set_function_sink(Rc::new(runner.clone()));
+    let weak_hub = Rc::downgrade(&hub);
+    runner.set_room_check(Box::new(move |source, topic| {
+        weak_hub
+            .upgrade()
+            .is_some_and(|h| h.targets_have_room(source, topic))
+    }));
     {
         let (r1, r2) = (runner.clone(), runner.clone());
         status.add_section("functions", Box::new(move || r1.status().0));

@@ -222,6 +222,16 @@ impl Supervisor {
         }
     }
 
+    /// Whether function `arn` could queue one more invocation now.
+    pub fn has_room(&self, arn: &str) -> bool {
+        self.find(arn).is_some_and(|fi| {
+            let f = &self.funcs[fi];
+            f.spec.refused.is_none()
+                && f.queue.len() < limits::FUNCTION_QUEUE_DEPTH
+                && self.invs.len() < limits::MAX_INVOCATIONS
+        })
+    }
+
     /// The worker holding this token, if it is alive.
     pub fn worker_for_token(&self, token: &str) -> Option<WorkerId> {
         self.workers

@@ -272,7 +272,12 @@ pub fn find_on_path(name: &str, path: &str, uid: u32, gid: u32) -> Option<PathBu
     path.split(':').filter(|d| !d.is_empty()).find_map(|d| {
         let p = Path::new(d).join(name);
         let m = std::fs::metadata(&p).ok()?;
-        (m.is_file() && can_execute(m.mode(), m.uid(), m.gid(), uid, gid)).then_some(p)
+        let ok = m.is_file() && can_execute(m.mode(), m.uid(), m.gid(), uid, gid);
+        // Every directory above it must be searchable by that user too (e.g. not /root/...).
+        let reachable = p.ancestors().skip(1).all(|d| {
+            std::fs::metadata(d).is_ok_and(|m| can_execute(m.mode(), m.uid(), m.gid(), uid, gid))
+        });
+        (ok && reachable).then_some(p)
     })
 }
 
@@ -331,6 +336,7 @@ pub fn launch(ctx: &CoreCtx, f: &Function, token: &str) -> Result<Launch, String
                 "-u".into(),
                 rt.join(PYTHON_BOOTSTRAP).display().to_string(),
                 handler,
+                f.timeout.to_string(),
             ];
             (py, args)
         }
@@ -348,10 +354,6 @@ pub fn launch(ctx: &CoreCtx, f: &Function, token: &str) -> Result<Launch, String
         set(&mut env, k, v);
     }
     let home = home_of(&passwd, uid).unwrap_or_else(|| "/".into());
-    let mut pythonpath = dir.display().to_string();
-    if let (Kind::Python3 | Kind::Python2, Some(rt)) = (kind, &ctx.python_runtime) {
-        pythonpath = format!("{pythonpath}:{}", rt.display());
-    }
     let core: Vec<(&str, String)> = vec![
         ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.into()),
         ("MY_FUNCTION_ARN", f.arn.clone()),
@@ -389,9 +391,6 @@ pub fn launch(ctx: &CoreCtx, f: &Function, token: &str) -> Result<Launch, String
     ];
     for (k, v) in core {
         set(&mut env, k, &v);
-    }
-    if matches!(kind, Kind::Python3 | Kind::Python2) {
-        set(&mut env, "PYTHONPATH", &pythonpath);
     }
     Ok(Launch {
         program,

@@ -99,6 +99,8 @@ struct Inner {
     ctx: CoreCtx,
     queue: QueueHandle,
     shadow: RefCell<Rc<dyn ShadowCalls>>,
+    /// Whether every target of (source, topic) has room (the hub's check), for AllOrError.
+    room: RefCell<Option<RoomCheck>>,
     waiters: RefCell<HashMap<Key, Waker>>,
     /// Wakes the clock task: deadlines may have changed.
     clock: Notify,
@@ -115,6 +117,9 @@ enum LogPipe {
     Out(std::process::ChildStdout),
     Err(std::process::ChildStderr),
 }
+
+/// `Hub::targets_have_room`, handed over without a reference cycle.
+pub type RoomCheck = Box<dyn Fn(&Endpoint, &str) -> bool>;
 
 /// The Lambda runner: clone freely (one shared state).
 #[derive(Clone)]
@@ -168,6 +173,7 @@ impl Runner {
             ctx,
             queue,
             shadow: RefCell::new(Rc::new(NoShadowService)),
+            room: RefCell::new(None),
             waiters: RefCell::new(HashMap::new()),
             clock: Notify::default(),
             pipes: RefCell::new(Vec::new()),
@@ -183,6 +189,11 @@ impl Runner {
     /// Plugs in the shadow service for `GGShadowService` calls.
     pub fn set_shadow(&self, shadow: Rc<dyn ShadowCalls>) {
         *self.0.shadow.borrow_mut() = shadow;
+    }
+
+    /// Plugs in the check AllOrError publishes use (the hub's `targets_have_room`).
+    pub fn set_room_check(&self, check: RoomCheck) {
+        *self.0.room.borrow_mut() = Some(check);
     }
 
     /// True when `token` is a running worker's (for the stream manager).
@@ -239,8 +250,14 @@ impl Runner {
         (sup.status(), ipc)
     }
 
-    /// Executes the supervisor's actions.
+    /// Executes the supervisor's actions and lets the clock task see new deadlines.
     fn process(&self) {
+        self.execute();
+        self.0.clock.notify();
+    }
+
+    /// Executes the supervisor's actions.
+    fn execute(&self) {
         loop {
             let actions = self.0.sup.borrow_mut().take_actions();
             if actions.is_empty() {
@@ -259,7 +276,6 @@ impl Runner {
                 }
             }
         }
-        self.0.clock.notify();
     }
 
     fn wake(&self, key: Key) {
@@ -375,7 +391,7 @@ impl Runner {
                     None => self.0.clock.notified().await,
                 }
                 self.0.sup.borrow_mut().tick(Instant::now());
-                self.process();
+                self.execute();
             }
         };
         let reaper = async {
@@ -785,8 +801,19 @@ impl Runner {
             ));
         }
         let all_or_error = custom.queue_full_policy.as_deref() == Some("AllOrError");
+        let source = Endpoint::Function(my_arn.to_string());
+        if all_or_error {
+            let room = self.0.room.borrow();
+            if room.as_ref().is_some_and(|check| !check(&source, &topic)) {
+                bump(&self.0.stats.publish_dropped);
+                return Err(IpcError::new(
+                    503,
+                    format!("a target of {topic:?} is full: message not delivered to any (queueFullPolicy AllOrError)"),
+                ));
+            }
+        }
         let item = WorkItem {
-            source: Endpoint::Function(my_arn.to_string()),
+            source,
             topic,
             payload: Bytes::from(req.body.clone()),
         };
@@ -809,6 +836,13 @@ impl LocalSink for Runner {
         match target {
             Endpoint::Function(arn) => self.deliver_message(arn, topic, payload),
             _ => false,
+        }
+    }
+
+    fn has_room(&self, target: &Endpoint) -> bool {
+        match target {
+            Endpoint::Function(arn) => self.0.sup.borrow().has_room(arn),
+            _ => true,
         }
     }
 }

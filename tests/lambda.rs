@@ -1,0 +1,559 @@
+//! Lambda functions on the real daemon: Python functions that vendor the real PyPI
+//! `greengrasssdk` 1.6.1 (copied into each code directory, as users do with `pip install
+//! --target`), an executable function speaking the IPC with curl, devices on mosquitto_pub /
+//! mosquitto_sub over TLS. Function code: tests/py/lambda/.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+const FN_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function";
+
+fn arn(name: &str) -> String {
+    format!("{FN_ARN}:{name}:1")
+}
+
+/// One function of a test group.
+struct Fun {
+    name: &'static str,
+    /// File in tests/py/lambda/ (copied into the code directory).
+    file: &'static str,
+    pinned: bool,
+    timeout: u32,
+    /// Extra members of FunctionConfiguration (leading comma included), e.g. RunAs.
+    conf: String,
+}
+
+fn py_fun(name: &'static str, file: &'static str, pinned: bool, timeout: u32) -> Fun {
+    Fun {
+        name,
+        file,
+        pinned,
+        timeout,
+        conf: String::new(),
+    }
+}
+
+struct Rig {
+    root: TestRoot,
+    daemon: Daemon,
+    ca: PathBuf,
+    dev: Dev,
+    sink: Dev,
+    ipc_port: u16,
+}
+
+/// The PyPI greengrasssdk package directory of the test venv (tests/requirements.txt pins it).
+fn sdk_dir() -> PathBuf {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import os, greengrasssdk; print(os.path.dirname(greengrasssdk.__file__))",
+        ])
+        .output()
+        .expect("run the test python");
+    assert!(
+        out.status.success(),
+        "greengrasssdk is not installed in {} (pip install -r tests/requirements.txt): {}",
+        python().display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "__pycache__" {
+                copy_dir(&e.path(), &target);
+            }
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Starts a daemon with `funs` (each routed dev → `in/<name>` → function, and function →
+/// `out/#` → sink), plus `extra_subs`; `runtime_extra` goes into config.json's `runtime`.
+fn rig(
+    label: &str,
+    funs: &[Fun],
+    extra_subs: &[(String, String, String)],
+    runtime_extra: &str,
+) -> Rig {
+    let root = TestRoot::new(label);
+    let ca = root.certs().join("group-ca.pem");
+    let devdir = root.dir.path().join("devices");
+    fs::create_dir_all(&devdir).unwrap();
+    let (dev, sink) = (make_device(&devdir, "dev"), make_device(&devdir, "sink"));
+    let sdk = sdk_dir();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lambda");
+    let mut functions = Vec::new();
+    let mut subs: Vec<(String, String, String)> = Vec::new();
+    for f in funs {
+        let code = root.write_dir().join("ggc/deployment/lambda").join(f.name);
+        fs::create_dir_all(&code).unwrap();
+        fs::copy(src.join(f.file), code.join(f.file)).unwrap();
+        let runtime = if f.file.ends_with(".py") {
+            copy_dir(&sdk, &code.join("greengrasssdk"));
+            let module = f.file.trim_end_matches(".py");
+            format!(r#""Runtime":"python3.8","Handler":"{module}.handler","EncodingType":"json""#)
+        } else {
+            format!(
+                r#""Runtime":"executable","Executable":"{}","EncodingType":"binary""#,
+                f.file
+            )
+        };
+        functions.push(format!(
+            r#"{{"Id":"{n}","FunctionArn":"{a}","FunctionConfiguration":{{{runtime},"Pinned":{p},"Timeout":{t},"Environment":{{"Variables":{{"CUSTOM_VAR":"custom-{n}"}}}}{c}}}}}"#,
+            n = f.name,
+            a = arn(f.name),
+            p = f.pinned,
+            t = f.timeout,
+            c = f.conf,
+        ));
+        subs.push((dev.thing_arn(), format!("in/{}", f.name), arn(f.name)));
+        subs.push((arn(f.name), "out/#".into(), sink.thing_arn()));
+    }
+    subs.extend(extra_subs.iter().cloned());
+    let group = group_json_with(&[&dev, &sink], &subs);
+    let group = group.replacen(
+        '{',
+        &format!(
+            r#"{{"FunctionDefinitionVersion":{{"DefaultConfig":{{"Execution":{{"IsolationMode":"NoContainer"}}}},"Functions":[{}]}},"#,
+            functions.join(",")
+        ),
+        1,
+    );
+    root.write_group(&group);
+    let ipc_port = free_port();
+    let config = root
+        .default_config()
+        .replace(
+            r#""keepAlive": 600"#,
+            &format!(r#""keepAlive": 600, "ggDaemonPort": {ipc_port}, "systemComponentAuthTimeout": 1000"#),
+        )
+        .replace(
+            r#""runtime": { "cgroup""#,
+            &format!(r#""runtime": {{ {runtime_extra} "cgroup""#),
+        );
+    root.write_config(&config);
+    // A PATH every RunAs user can search (the test runner's may start in /root).
+    let daemon = Daemon::spawn(
+        &root,
+        &["--foreground", "-i"],
+        &[("PATH", "/usr/local/bin:/usr/bin:/bin")],
+    );
+    let rig = Rig {
+        root,
+        daemon,
+        ca,
+        dev,
+        sink,
+        ipc_port,
+    };
+    assert!(
+        wait_until(PATIENCE, || status_json(&rig.root).is_some()),
+        "daemon did not come up:\n{}",
+        rig.daemon.output()
+    );
+    rig
+}
+
+fn mosq_args(rig: &Rig, dev: &Dev) -> Vec<String> {
+    mosquitto_device_args(rig.root.mqtt_port, &rig.ca, &dev.cert, &dev.key, &dev.name)
+}
+
+fn publish(rig: &Rig, topic: &str, msg: &str) -> Output {
+    let out = Command::new("mosquitto_pub")
+        .args(mosq_args(rig, &rig.dev))
+        .args(["-t", topic, "-m", msg, "-q", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mosquitto_pub");
+    assert!(out.status.success(), "mosquitto_pub: {out:?}");
+    out
+}
+
+/// The sink device subscribed to `out/#` (verbose: "topic payload" lines); waits for SUBACK.
+fn sink(rig: &Rig, label: &str) -> Bg {
+    let out = rig.root.dir.path().join(format!("{label}.out"));
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub"])
+        .args(mosq_args(rig, &rig.sink))
+        .args(["-d", "-v", "-t", "out/#", "-W", "120"]);
+    let bg = Bg::spawn(cmd, out);
+    assert!(
+        bg.wait_for("SUBACK"),
+        "sink did not subscribe: {}",
+        bg.errors()
+    );
+    bg
+}
+
+/// Lines the sink received on `topic`.
+fn received(bg: &Bg, topic: &str) -> Vec<String> {
+    bg.text()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{topic} ")).map(String::from))
+        .collect()
+}
+
+fn wait_received(rig: &Rig, bg: &Bg, topic: &str, n: usize) -> Vec<String> {
+    let ok = wait_until(PATIENCE, || received(bg, topic).len() >= n);
+    assert!(
+        ok,
+        "expected {n} messages on {topic}, got {:?}\nlog:\n{}\nfunction logs:\n{}",
+        received(bg, topic),
+        log_text(&rig.root, &rig.daemon),
+        user_logs(rig)
+    );
+    received(bg, topic)
+}
+
+/// Every function log under ggc/var/log/user, concatenated.
+fn user_logs(rig: &Rig) -> String {
+    let dir = rig.root.log_dir().join("user/us-east-1/123456789012");
+    let mut s = String::new();
+    if let Ok(rd) = fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            s.push_str(&format!("== {}\n", e.path().display()));
+            s.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    s
+}
+
+/// A counter of function `name` in `sprig status --json` (its entry under `functions`).
+fn fn_counter(rig: &Rig, name: &str, key: &str) -> u64 {
+    let s = status_json(&rig.root).unwrap_or_default();
+    let Some(at) = s.find(&format!("\"arn\":\"{}\"", arn(name))) else {
+        return 0;
+    };
+    let rest = &s[at..];
+    let k = rest
+        .find(&format!("\"{key}\":"))
+        .expect("counter in status");
+    rest[k + key.len() + 3..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// A JSON field's raw value text (numbers, strings without quotes) from a one-line object.
+fn field(json: &str, key: &str) -> String {
+    let at = json
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("{key} not in {json}"));
+    let rest = &json[at + key.len() + 4..];
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    rest.chars()
+        .take_while(|&c| c != ',' && c != '}' && c != '"')
+        .collect()
+}
+
+#[test]
+fn pinned_counter_device_to_function_to_device_in_order_as_nobody() {
+    let rig = rig(
+        "lambda-pinned",
+        &[py_fun("pinned", "counter.py", true, 5)],
+        &[],
+        "",
+    );
+    let sub = sink(&rig, "sink");
+    for i in 1..=3 {
+        publish(&rig, "in/pinned", &format!("{{\"n\": {i}}}"));
+    }
+    let got = wait_received(&rig, &sub, "out/pinned", 3);
+    let counts: Vec<String> = got.iter().map(|m| field(m, "count")).collect();
+    assert_eq!(counts, ["1", "2", "3"], "{got:?}");
+    let pid: i32 = field(&got[0], "pid").parse().unwrap();
+    assert!(
+        got.iter().all(|m| field(m, "pid") == pid.to_string()),
+        "one worker: {got:?}"
+    );
+    // The event is the JSON payload; the context carries the subject; the environment holds
+    // the core's identity and the function's own variables.
+    assert!(got[1].contains(r#""event": {"n": 2}"#), "{}", got[1]);
+    assert_eq!(field(&got[0], "subject"), "in/pinned");
+    assert_eq!(field(&got[0], "thing"), "sprig-test-core");
+    assert_eq!(field(&got[0], "region"), "us-east-1");
+    assert_eq!(field(&got[0], "custom_var"), "custom-pinned");
+    // No RunAs anywhere and no ggc_user here: nobody/nogroup, no supplementary groups.
+    assert_eq!(
+        proc_status_field(pid, "Uid")
+            .unwrap()
+            .split_whitespace()
+            .next(),
+        Some("65534")
+    );
+    assert_eq!(
+        proc_status_field(pid, "Gid")
+            .unwrap()
+            .split_whitespace()
+            .next(),
+        Some("65534")
+    );
+    assert_eq!(proc_status_field(pid, "Groups").unwrap_or_default(), "");
+    assert_eq!(
+        threads(rig.daemon.pid),
+        Some(1),
+        "the daemon stays one thread with workers running"
+    );
+    assert!(wait_until(PATIENCE, || status_counter(
+        &rig.root,
+        "invocations"
+    ) >= 3));
+    // The function's stdout (print) reached its log file.
+    assert!(
+        wait_until(PATIENCE, || user_logs(&rig).contains("invoked 3")),
+        "{}",
+        user_logs(&rig)
+    );
+    // kill -9 of the daemon takes the worker with it (PR_SET_PDEATHSIG).
+    rig.daemon.signal(libc::SIGKILL);
+    assert!(
+        wait_until(PATIENCE, || !alive(pid)),
+        "worker {pid} outlived the daemon"
+    );
+}
+
+#[test]
+fn on_demand_runs_in_parallel_then_reuses_a_warm_worker() {
+    let rig = rig(
+        "lambda-ondemand",
+        &[py_fun("ondemand", "counter.py", false, 20)],
+        &[],
+        "",
+    );
+    let sub = sink(&rig, "sink");
+    for _ in 0..3 {
+        publish(&rig, "in/ondemand", r#"{"sleep": 3}"#);
+    }
+    let got = wait_received(&rig, &sub, "out/ondemand", 3);
+    let counts: Vec<String> = got.iter().map(|m| field(m, "count")).collect();
+    assert_eq!(
+        counts,
+        ["1", "1", "1"],
+        "three workers in parallel: {got:?}"
+    );
+    let mut pids: Vec<String> = got.iter().map(|m| field(m, "pid")).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "{got:?}");
+    publish(&rig, "in/ondemand", "{}");
+    let got = wait_received(&rig, &sub, "out/ondemand", 4);
+    assert_eq!(
+        field(&got[3], "count"),
+        "2",
+        "a warm worker was reused: {got:?}"
+    );
+    assert!(pids.contains(&field(&got[3], "pid")));
+    // SIGTERM: every worker is stopped and reaped before the daemon exits.
+    let pids: Vec<i32> = pids.iter().map(|p| p.parse().unwrap()).collect();
+    rig.daemon.signal(libc::SIGTERM);
+    let mut daemon = rig.daemon;
+    assert!(daemon.wait_exit(PATIENCE).is_some());
+    for p in pids {
+        assert!(!alive(p), "worker {p} outlived the daemon's SIGTERM");
+    }
+}
+
+#[test]
+fn function_invokes_function_request_response_event_and_timeout() {
+    let mut slow = py_fun("slow", "counter.py", false, 2);
+    slow.conf = String::new();
+    let rig = rig(
+        "lambda-invoke",
+        &[
+            py_fun("caller", "caller.py", false, 30),
+            py_fun("callee", "counter.py", false, 10),
+            slow,
+        ],
+        &[],
+        "",
+    );
+    let sub = sink(&rig, "sink");
+    let callee = arn("callee");
+    publish(
+        &rig,
+        "in/caller",
+        &format!(r#"{{"target": "{callee}", "payload": {{"x": 1}}}}"#),
+    );
+    let got = wait_received(&rig, &sub, "out/caller", 1);
+    assert!(
+        got[0].contains(r#"\"count\": 1"#) && got[0].contains(r#""error": """#),
+        "RequestResponse returns the handler's result: {got:?}"
+    );
+    // Event: the caller's answer comes back at once, before the callee (sleeping 4 s) publishes.
+    publish(
+        &rig,
+        "in/caller",
+        &format!(r#"{{"target": "{callee}", "type": "Event", "payload": {{"sleep": 4}}}}"#),
+    );
+    let got = wait_received(&rig, &sub, "out/caller", 2);
+    assert_eq!(got[1], r#"{"payload": "", "error": ""}"#);
+    let callee_msgs = wait_received(&rig, &sub, "out/callee", 2);
+    let text = sub.text();
+    let caller_at = text.find(&got[1]).unwrap();
+    let callee_at = text.find(&callee_msgs[1]).unwrap();
+    assert!(caller_at < callee_at, "Event did not wait:\n{text}");
+    // Timeout: the slow function sleeps past its 2 s; the invoker gets Unhandled.
+    let slow = arn("slow");
+    publish(
+        &rig,
+        "in/caller",
+        &format!(r#"{{"target": "{slow}", "payload": {{"sleep": 30}}}}"#),
+    );
+    let got = wait_received(&rig, &sub, "out/caller", 3);
+    assert!(
+        got[2].contains(r#""error": "Unhandled""#) && got[2].contains("timed out"),
+        "{got:?}"
+    );
+    assert!(wait_until(PATIENCE, || fn_counter(
+        &rig, "slow", "timeouts"
+    ) >= 1));
+}
+
+#[test]
+fn crashing_pinned_function_restarts() {
+    let rig = rig(
+        "lambda-crash",
+        &[py_fun("crasher", "crasher.py", true, 5)],
+        &[],
+        "",
+    );
+    let sub = sink(&rig, "sink");
+    // The first start may have published before the sink subscribed: crash it once to be sure
+    // a start happens while we listen, then once more.
+    publish(&rig, "in/crasher", "{}");
+    let first = wait_received(&rig, &sub, "out/crasher", 1);
+    publish(&rig, "in/crasher", "{}");
+    let got = wait_received(&rig, &sub, "out/crasher", 2);
+    assert_ne!(
+        field(&first[0], "started"),
+        field(&got[1], "started"),
+        "{got:?}"
+    );
+    assert!(wait_until(PATIENCE, || fn_counter(
+        &rig, "crasher", "restarts"
+    ) >= 2));
+}
+
+/// One raw HTTP exchange with the IPC server: the response text ("" when closed unanswered).
+fn ipc_exchange(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn tokens_are_checked_and_silent_connections_closed() {
+    let rig = rig(
+        "lambda-tokens",
+        &[py_fun("pinned", "counter.py", true, 5)],
+        &[],
+        "",
+    );
+    let target = arn("pinned");
+    let missing = ipc_exchange(
+        rig.ipc_port,
+        &format!("GET /2016-11-01/functions/{target}/work HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    assert!(missing.starts_with("HTTP/1.1 401"), "{missing}");
+    let forged = ipc_exchange(
+        rig.ipc_port,
+        &format!("POST /2016-11-01/functions/{target} HTTP/1.1\r\nAuthorization: 00112233445566778899aabbccddeeff\r\nContent-Length: 2\r\n\r\n{{}}"),
+    );
+    assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
+    let garbage = ipc_exchange(rig.ipc_port, "\x16\x03\x01 not http\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    // Silent: closed after systemComponentAuthTimeout (1 s here) without an answer.
+    let silent = ipc_exchange(rig.ipc_port, "GET /2016-11-01/func");
+    assert_eq!(silent, "");
+    assert!(wait_until(PATIENCE, || status_counter(
+        &rig.root,
+        "auth_timeouts"
+    ) >= 1));
+    assert!(wait_until(PATIENCE, || status_counter(
+        &rig.root,
+        "refused_token"
+    ) >= 2));
+    // The worker still runs undisturbed.
+    let sub = sink(&rig, "sink");
+    publish(&rig, "in/pinned", "{}");
+    wait_received(&rig, &sub, "out/pinned", 1);
+}
+
+#[test]
+fn run_as_uid_executable_with_curl_and_all_or_error() {
+    let mut who = py_fun("whoami", "counter.py", true, 5);
+    who.conf = r#","Execution":{"RunAs":{"Uid":1234,"Gid":2345}}"#.into();
+    // Environment is written once by rig(); RunAs sits beside it in the CloudFormation shape.
+    let mut exec = Fun {
+        name: "exec",
+        file: "exec.sh",
+        pinned: true,
+        timeout: 5,
+        conf: String::new(),
+    };
+    exec.conf = r#","ExecArgs":"'tail arg'""#.into();
+    let rig = rig(
+        "lambda-misc",
+        &[
+            who,
+            exec,
+            py_fun("caller", "caller.py", false, 30),
+            // Never answers within the test: its queue fills up.
+            py_fun("stuck", "counter.py", true, 60),
+        ],
+        &[(arn("caller"), "to/stuck".into(), arn("stuck"))],
+        "",
+    );
+    let sub = sink(&rig, "sink");
+    publish(&rig, "in/whoami", "{}");
+    let got = wait_received(&rig, &sub, "out/whoami", 1);
+    assert_eq!(
+        (field(&got[0], "uid"), field(&got[0], "gid")),
+        ("1234".into(), "2345".into())
+    );
+    let pid: i32 = field(&got[0], "pid").parse().unwrap();
+    let uid = proc_status_field(pid, "Uid").unwrap();
+    assert!(uid.split_whitespace().all(|u| u == "1234"), "{uid}");
+    assert_eq!(proc_status_field(pid, "Groups").unwrap_or_default(), "");
+
+    publish(&rig, "in/exec", "hello");
+    let got = wait_received(&rig, &sub, "out/exec", 1);
+    assert_eq!(got[0], "exec got hello tail arg");
+
+    // AllOrError: stuck sleeps in its first invocation; its queue takes FUNCTION_QUEUE_DEPTH
+    // more; after that each publish fails at once (and BestEffort ones are dropped silently).
+    publish(&rig, "in/stuck", r#"{"sleep": 50}"#);
+    publish(
+        &rig,
+        "in/caller",
+        r#"{"publish": "to/stuck", "policy": "AllOrException", "n": 80}"#,
+    );
+    let got = wait_received(&rig, &sub, "out/caller", 1);
+    let (ok, failed): (u32, u32) = (
+        field(&got[0], "published").parse().unwrap(),
+        field(&got[0], "failed").parse().unwrap(),
+    );
+    assert_eq!(ok + failed, 80);
+    assert!(failed > 0, "{got:?}");
+    assert!(got[0].contains("AllOrError"), "{got:?}");
+}

@@ -1,0 +1,42 @@
+# Invokes another function through the SDK's Lambda client and publishes what came back on
+# out/caller. Event: {"target": ARN, "type": "RequestResponse"|"Event", "payload": {...}},
+# or {"publish": TOPIC, "policy": "AllOrException", "n": N} to publish N messages.
+import json
+
+import greengrasssdk
+
+lam = greengrasssdk.client('lambda')
+iot = greengrasssdk.client('iot-data')
+
+
+def handler(event, context):
+    if 'publish' in event:
+        ok, failed = 0, 0
+        for i in range(event.get('n', 1)):
+            try:
+                iot.publish(topic=event['publish'], queueFullPolicy=event.get('policy', ''),
+                            payload=json.dumps({'i': i}))
+                ok += 1
+            except Exception as e:
+                failed += 1
+                last = str(e)
+        iot.publish(topic='out/caller', payload=json.dumps(
+            {'published': ok, 'failed': failed, 'error': last if failed else ''}))
+        return
+    if 'shadow' in event:
+        try:
+            r = iot.get_thing_shadow(thingName=event['shadow'])
+            out = {'shadow': r['payload'].decode()}
+        except Exception as e:
+            out = {'shadow_error': str(e)}
+        iot.publish(topic='out/caller', payload=json.dumps(out))
+        return
+    r = lam.invoke(FunctionName=event['target'], InvocationType=event.get('type', 'RequestResponse'),
+                   Payload=json.dumps(event.get('payload', {})))
+    payload = r['Payload']
+    if hasattr(payload, 'read'):
+        payload = payload.read()
+    if isinstance(payload, bytes):
+        payload = payload.decode()
+    iot.publish(topic='out/caller', payload=json.dumps(
+        {'payload': payload, 'error': r['FunctionError']}))
