@@ -253,44 +253,6 @@ pub fn interface_addrs() -> io::Result<Vec<IpAddr>> {
     Ok(addrs)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsFd;
-
-    /// A pipe nobody reads fills up; `write_if_ready` then returns 0 instead of blocking.
-    #[test]
-    fn write_if_ready_never_blocks_on_a_full_pipe() {
-        let (_reader, writer) = std::io::pipe().unwrap();
-        let line = [b'x'; 2048];
-        let mut total = 0;
-        let mut refused = false;
-        // A Linux pipe holds 64 KiB by default (at most 1 MiB unless raised by root).
-        for _ in 0..2048 {
-            match write_if_ready(writer.as_fd(), &line).unwrap() {
-                0 => {
-                    refused = true;
-                    break;
-                }
-                n => total += n,
-            }
-        }
-        assert!(
-            refused,
-            "a full pipe took {total} bytes and still took more"
-        );
-        assert!(total > 0);
-    }
-
-    #[test]
-    fn interface_addrs_leave_out_loopback() {
-        let addrs = interface_addrs().unwrap();
-        assert!(addrs
-            .iter()
-            .all(|a| !a.is_loopback() && !a.is_unspecified()));
-    }
-}
-
 /// `geteuid(2)`.
 pub fn euid() -> u32 {
     // SAFETY: no pointers; cannot fail.
@@ -337,4 +299,42 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     kill(-pgid, sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// A pipe nobody reads fills up; `write_if_ready` then returns 0 instead of blocking.
+    #[test]
+    fn write_if_ready_never_blocks_on_a_full_pipe() {
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let line = [b'x'; 2048];
+        let mut total = 0;
+        let mut refused = false;
+        // A Linux pipe holds 64 KiB by default (at most 1 MiB unless raised by root).
+        for _ in 0..2048 {
+            match write_if_ready(writer.as_fd(), &line).unwrap() {
+                0 => {
+                    refused = true;
+                    break;
+                }
+                n => total += n,
+            }
+        }
+        assert!(
+            refused,
+            "a full pipe took {total} bytes and still took more"
+        );
+        assert!(total > 0);
+    }
+
+    #[test]
+    fn interface_addrs_leave_out_loopback() {
+        let addrs = interface_addrs().unwrap();
+        assert!(addrs
+            .iter()
+            .all(|a| !a.is_loopback() && !a.is_unspecified()));
+    }
 }

@@ -3,6 +3,7 @@
 //! --target`), an executable function speaking the IPC with curl, devices on mosquitto_pub /
 //! mosquitto_sub over TLS. Function code: tests/py/lambda/.
 
+mod cloud_peer;
 mod common;
 
 use std::fs;
@@ -90,6 +91,17 @@ fn rig(
     extra_subs: &[(String, String, String)],
     runtime_extra: &str,
 ) -> Rig {
+    rig_cloud(label, funs, extra_subs, runtime_extra, None)
+}
+
+/// [`rig`] with the cloud link pointed at a test mosquitto (`cloud_peer`).
+fn rig_cloud(
+    label: &str,
+    funs: &[Fun],
+    extra_subs: &[(String, String, String)],
+    runtime_extra: &str,
+    cloud: Option<(&cloud_peer::Dir, u16)>,
+) -> Rig {
     let root = TestRoot::new(label);
     let ca = root.certs().join("group-ca.pem");
     let devdir = root.dir.path().join("devices");
@@ -136,8 +148,18 @@ fn rig(
     );
     root.write_group(&group);
     let ipc_port = free_port();
-    let config = root
-        .default_config()
+    let mut config = root.default_config();
+    if let Some((dir, port)) = cloud {
+        let certs = root.certs();
+        fs::copy(dir.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
+        fs::copy(dir.path("core.pem"), certs.join("core.cert.pem")).unwrap();
+        fs::copy(dir.path("core.key"), certs.join("core.private.key")).unwrap();
+        config = config.replace(
+            r#""iotHost": "none","#,
+            &format!(r#""iotHost": "localhost", "iotMqttPort": {port},"#),
+        );
+    }
+    let config = config
         .replace(
             r#""keepAlive": 600"#,
             &format!(r#""keepAlive": 600, "ggDaemonPort": {ipc_port}, "systemComponentAuthTimeout": 1000"#),
@@ -556,4 +578,39 @@ fn run_as_uid_executable_with_curl_and_all_or_error() {
     assert_eq!(ok + failed, 80);
     assert!(failed > 0, "{got:?}");
     assert!(got[0].contains("AllOrError"), "{got:?}");
+}
+
+#[test]
+fn cloud_triggers_a_function_that_publishes_to_the_cloud() {
+    let cloud = cloud_peer::Dir::new("lambda-cloud");
+    cloud_peer::certs(&cloud.0);
+    let mosq = cloud_peer::Mosquitto::start(&cloud);
+    let f = arn("relay");
+    let rig = rig_cloud(
+        "lambda-cloud",
+        &[py_fun("relay", "counter.py", true, 5)],
+        &[
+            ("cloud".into(), "cmd/#".into(), f.clone()),
+            (f.clone(), "out/#".into(), "cloud".into()),
+        ],
+        "",
+        Some((&cloud, mosq.port)),
+    );
+    let _sub = cloud_peer::cloud_sub(&cloud, &mosq, "out/#", "up.txt");
+    // The core subscribes to cmd/# once its link is up; publish until the function answers.
+    let answered = wait_until(PATIENCE, || {
+        cloud_peer::cloud_pub(&cloud, &mosq, "cmd/go", r#"{"from": "cloud"}"#, "1");
+        wait_until(std::time::Duration::from_secs(2), || {
+            !cloud_peer::lines(&cloud, "up.txt").is_empty()
+        })
+    });
+    let up = cloud_peer::lines(&cloud, "up.txt");
+    assert!(
+        answered,
+        "nothing reached the cloud:\n{}\n{}",
+        log_text(&rig.root, &rig.daemon),
+        user_logs(&rig)
+    );
+    assert!(up[0].starts_with("out/relay {"), "{up:?}");
+    assert!(up[0].contains(r#""subject": "cmd/go""#), "{up:?}");
 }

@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn refusals_are_typed() {
         let status = |raw: String| parse(raw.as_bytes()).unwrap_err().status;
-        assert_eq!(status(format!("GET /other HTTP/1.1\r\n\r\n")), 404);
+        assert_eq!(status("GET /other HTTP/1.1\r\n\r\n".to_string()), 404);
         assert_eq!(status(format!("DELETE {BASE}{ARN} HTTP/1.1\r\n\r\n")), 405);
         assert_eq!(
             status(format!(

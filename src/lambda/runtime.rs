@@ -124,10 +124,7 @@ pub fn refusal(f: &Function) -> Option<String> {
             "IsolationMode GreengrassContainer needs the `containers` feature, which is not built yet; set IsolationMode NoContainer for this function or the group default".into(),
         );
     }
-    match runtime_of(f) {
-        Ok(_) => None,
-        Err(e) => Some(e),
-    }
+    runtime_of(f).err()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
