@@ -82,6 +82,7 @@ impl CoreCtx {
 /// `$SPRIG_PYTHON_RUNTIME`; `<binary dir>/../runtime/python` (the packages' layout:
 /// `ggc/packages/<version>/bin/sprig` + `ggc/packages/<version>/runtime/python`, and
 /// `/usr/bin/sprig` + `/usr/share/sprig/runtime/python` via `<binary dir>/../share/sprig/...`);
+/// `<binary dir>/runtime/python` (an unpacked release tarball);
 /// the source tree's `runtime/python` (a development build run from its checkout).
 pub fn python_runtime_dir(exe: Option<&Path>) -> Option<PathBuf> {
     let mut candidates = Vec::new();
@@ -90,6 +91,7 @@ pub fn python_runtime_dir(exe: Option<&Path>) -> Option<PathBuf> {
     }
     if let Some(bin) = exe.and_then(Path::parent) {
         candidates.push(bin.join("../runtime/python"));
+        candidates.push(bin.join("runtime/python"));
         candidates.push(bin.join("../share/sprig/runtime/python"));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/python"));
