@@ -614,3 +614,50 @@ fn cloud_triggers_a_function_that_publishes_to_the_cloud() {
     assert!(up[0].starts_with("out/relay {"), "{up:?}");
     assert!(up[0].contains(r#""subject": "cmd/go""#), "{up:?}");
 }
+
+/// Benchmark (not a test; timings never assert): device → pinned Python function → device,
+/// next to device → device through the same broker. Run with
+/// `cargo test --release --test lambda bench_lambda -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_lambda_round_trips() {
+    let rig = rig(
+        "lambda-bench",
+        &[py_fun("echo", "echo.py", true, 5)],
+        &[],
+        "",
+    );
+    // The device hears itself directly on loop/# (the message path without a function), and
+    // the echo function's out/# (routed to the sink device in rig(); add dev too).
+    let dev = rig.dev.thing_arn();
+    let group = fs::read_to_string(rig.root.group_file()).unwrap();
+    let extra = format!(
+        r#"{{"Id":"b1","Source":"{dev}","Subject":"loop/#","Target":"{dev}"}},{{"Id":"b2","Source":"{e}","Subject":"out/#","Target":"{dev}"}},"#,
+        e = arn("echo")
+    );
+    drop(rig.daemon);
+    rig.root
+        .write_group(&group.replacen(r#""Subscriptions":["#, &format!(r#""Subscriptions":[{extra}"#), 1));
+    let daemon = Daemon::spawn(&rig.root, &["--foreground", "-i"], &[("PATH", "/usr/local/bin:/usr/bin:/bin")]);
+    assert!(wait_until(PATIENCE, || status_json(&rig.root).is_some()));
+    let run = |pub_topic: &str, filter: &str| {
+        let out = Command::new(python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/bench_lambda_client.py"))
+            .arg(rig.root.mqtt_port.to_string())
+            .arg(&rig.ca)
+            .arg(&rig.dev.cert)
+            .arg(&rig.dev.key)
+            .arg(&rig.dev.name)
+            .args([pub_topic, filter, "2000", "32"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let direct = run("loop/x", "loop/#");
+    let function = run("in/echo", "out/#");
+    println!("device -> device:\n{direct}device -> function -> device:\n{function}");
+    let pid = daemon.pid;
+    println!("daemon VmRSS {} KiB, threads {:?}", vm_rss_kb(pid).unwrap_or(0), threads(pid));
+}
