@@ -636,9 +636,16 @@ fn bench_lambda_round_trips() {
         e = arn("echo")
     );
     drop(rig.daemon);
-    rig.root
-        .write_group(&group.replacen(r#""Subscriptions":["#, &format!(r#""Subscriptions":[{extra}"#), 1));
-    let daemon = Daemon::spawn(&rig.root, &["--foreground", "-i"], &[("PATH", "/usr/local/bin:/usr/bin:/bin")]);
+    rig.root.write_group(&group.replacen(
+        r#""Subscriptions":["#,
+        &format!(r#""Subscriptions":[{extra}"#),
+        1,
+    ));
+    let daemon = Daemon::spawn(
+        &rig.root,
+        &["--foreground", "-i"],
+        &[("PATH", "/usr/local/bin:/usr/bin:/bin")],
+    );
     assert!(wait_until(PATIENCE, || status_json(&rig.root).is_some()));
     let run = |pub_topic: &str, filter: &str| {
         let out = Command::new(python())
@@ -652,12 +659,20 @@ fn bench_lambda_round_trips() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         text
     };
     let direct = run("loop/x", "loop/#");
     let function = run("in/echo", "out/#");
     println!("device -> device:\n{direct}device -> function -> device:\n{function}");
     let pid = daemon.pid;
-    println!("daemon VmRSS {} KiB, threads {:?}", vm_rss_kb(pid).unwrap_or(0), threads(pid));
+    println!(
+        "daemon VmRSS {} KiB, threads {:?}",
+        vm_rss_kb(pid).unwrap_or(0),
+        threads(pid)
+    );
 }

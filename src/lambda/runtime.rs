@@ -129,6 +129,36 @@ pub fn refusal(f: &Function) -> Option<String> {
     runtime_of(f).err()
 }
 
+/// `sprig check`: the group's functions sprig cannot run, as (errors, warnings): a
+/// containerized function or an unsupported Runtime is an error; a function without any
+/// Runtime to go by is a warning (the deployment may still name it).
+pub fn check_group(
+    group: &crate::config::Group,
+    file: &Path,
+) -> (
+    Vec<crate::config::ConfigError>,
+    Vec<crate::config::ConfigError>,
+) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for (i, f) in group.functions.iter().enumerate() {
+        if f.system.is_some() {
+            continue;
+        }
+        let Some(why) = refusal(f) else { continue };
+        let e = crate::config::ConfigError {
+            file: file.to_path_buf(),
+            key: format!("FunctionDefinitionVersion.Functions[{i}]"),
+            message: format!("function {} cannot run: {why}", f.arn),
+        };
+        if f.runtime.is_none() && f.no_container {
+            warnings.push(e);
+        } else {
+            errors.push(e);
+        }
+    }
+    (errors, warnings)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Executable,
@@ -142,8 +172,11 @@ fn runtime_of(f: &Function) -> Result<Kind, String> {
         Some(rt) if rt.starts_with("python3.") => Ok(Kind::Python3),
         Some("python2.7") => Ok(Kind::Python2),
         None if f.executable.is_some() => Ok(Kind::Executable),
+        // The API's FunctionDefinitionVersion has no Runtime (it lives on the Lambda side):
+        // a `module.function` Handler is taken as Python 3, the common case in v1 groups.
+        None if f.handler.as_deref().is_some_and(|h| h.contains('.')) => Ok(Kind::Python3),
         None => Err(
-            "no Runtime in the Function or its FunctionConfiguration (python3.x, python2.7 or executable)".into(),
+            "no Runtime in the Function or its FunctionConfiguration (python3.x, python2.7 or executable), and no module.function Handler to go by".into(),
         ),
         Some(rt) => Err(format!(
             "runtime {rt} is not supported by sprig (python3.x, python2.7 and executable are)"

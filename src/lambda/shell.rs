@@ -96,7 +96,7 @@ enum Key {
 
 struct Inner {
     sup: RefCell<Supervisor>,
-    ctx: CoreCtx,
+    ctx: RefCell<CoreCtx>,
     queue: QueueHandle,
     shadow: RefCell<Rc<dyn ShadowCalls>>,
     /// Whether every target of (source, topic) has room (the hub's check), for AllOrError.
@@ -170,7 +170,7 @@ impl Runner {
         );
         Runner(Rc::new(Inner {
             sup: RefCell::new(sup),
-            ctx,
+            ctx: RefCell::new(ctx),
             queue,
             shadow: RefCell::new(Rc::new(NoShadowService)),
             room: RefCell::new(None),
@@ -204,6 +204,7 @@ impl Runner {
     /// Hot deployment: the new group's functions; changed ones restart, the others keep
     /// running (see [`Supervisor::apply`]).
     pub fn apply(&self, group: &Group) {
+        self.0.ctx.borrow_mut().group_id = group.group_id.clone().unwrap_or_default();
         self.0.sup.borrow_mut().apply(specs(group), Instant::now());
         self.process();
     }
@@ -233,7 +234,10 @@ impl Runner {
         let int = |n: u64| Value::Int(n.min(i64::MAX as u64) as i64);
         let sup = self.0.sup.borrow();
         let ipc = Value::Object(vec![
-            ("port".into(), int(u64::from(self.0.ctx.daemon_port))),
+            (
+                "port".into(),
+                int(u64::from(self.0.ctx.borrow().daemon_port)),
+            ),
             ("connections".into(), int(s.connections.get() as u64)),
             (
                 "refused_connections".into(),
@@ -289,7 +293,7 @@ impl Runner {
             return;
         };
         let token = new_token();
-        let r = runtime::launch(&self.0.ctx, &f, &token).and_then(|l| {
+        let r = runtime::launch(&self.0.ctx.borrow(), &f, &token).and_then(|l| {
             let mut cmd = Command::new(&l.program);
             cmd.args(&l.args)
                 .current_dir(&l.cwd)
