@@ -651,7 +651,13 @@ impl Supervisor {
             }
             _ => None,
         });
-        let restarts = self.funcs.iter().filter_map(|f| f.restart_at);
+        // A restart waits for the old worker's exit and for a free worker slot; both arrive
+        // as events, so they are no deadline (else the clock would spin on a past instant).
+        let full = self.workers.len() >= self.max_workers;
+        let restarts = self.funcs.iter().enumerate().filter_map(|(fi, f)| {
+            let waiting = full || self.workers.values().any(|w| w.func == fi);
+            f.restart_at.filter(|_| !waiting)
+        });
         let keep = Duration::from_secs(limits::RESULT_KEEP_SECS);
         let results = self.invs.values().filter_map(|i| match i.state {
             IState::Done { at, .. } => Some(at + keep),

@@ -267,3 +267,18 @@ fn results_nobody_fetches_expire() {
     s.tick(t0 + Duration::from_secs(limits::RESULT_KEEP_SECS));
     assert!(s.take_result(id).is_err());
 }
+
+#[test]
+fn a_due_restart_waiting_for_the_old_exit_is_no_deadline() {
+    let t0 = Instant::now();
+    let mut s = Supervisor::new(vec![spec(P, true, 1)], 25, t0);
+    let w = start_all(&mut s)[0];
+    let a = s.invoke(P, vec![], String::new(), true, t0).unwrap();
+    assert_eq!(s.take_work(w, t0).unwrap().id, a);
+    let t1 = t0 + Duration::from_secs(1);
+    s.tick(t1);
+    // Killed, not yet reaped: nothing to wake up for until the exit arrives.
+    assert_eq!(s.next_deadline(), None);
+    s.exited(1001, t1);
+    assert_eq!(s.next_deadline(), Some(t1 + Duration::from_secs(1)));
+}
