@@ -341,7 +341,7 @@ impl Supervisor {
                 self.funcs[fi].counters.errors += 1;
             }
         }
-        self.inv_bytes -= inv.payload.len();
+        self.inv_bytes = self.inv_bytes.saturating_sub(inv.payload.len());
         inv.payload = Vec::new();
         if inv.event {
             self.invs.remove(&id);
@@ -375,7 +375,7 @@ impl Supervisor {
                 else {
                     unreachable!()
                 };
-                self.inv_bytes -= body.len();
+                self.inv_bytes = self.inv_bytes.saturating_sub(body.len());
                 Ok(Some(Outcome { body, error }))
             }
             Some(_) => Ok(None),
