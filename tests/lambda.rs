@@ -118,7 +118,9 @@ fn rig_cloud(
         let runtime = if f.file.ends_with(".py") {
             copy_dir(&sdk, &code.join("greengrasssdk"));
             let module = f.file.trim_end_matches(".py");
-            format!(r#""Runtime":"python3.8","Handler":"{module}.handler","EncodingType":"json""#)
+            // binary.py is the one Python function with EncodingType binary.
+            let enc = if module == "binary" { "binary" } else { "json" };
+            format!(r#""Runtime":"python3.8","Handler":"{module}.handler","EncodingType":"{enc}""#)
         } else {
             format!(
                 r#""Runtime":"executable","Executable":"{}","EncodingType":"binary""#,
@@ -559,6 +561,7 @@ fn run_as_uid_executable_with_curl_and_all_or_error() {
             who,
             exec,
             py_fun("caller", "caller.py", false, 30),
+            py_fun("binary", "binary.py", false, 5),
             // Never answers within the test: its queue fills up.
             py_fun("stuck", "counter.py", true, 60),
         ],
@@ -573,6 +576,10 @@ fn run_as_uid_executable_with_curl_and_all_or_error() {
     } else {
         check_run_as(&got[0]);
     }
+
+    publish(&rig, "in/binary", "\u{1}abc");
+    let got = wait_received(&rig, &sub, "out/binary", 1);
+    assert_eq!(got[0], "raw:cba\u{1}");
 
     publish(&rig, "in/exec", "hello");
     let got = wait_received(&rig, &sub, "out/exec", 1);

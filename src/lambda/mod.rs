@@ -747,6 +747,39 @@ impl Supervisor {
         self.tick(now);
     }
 
+    /// Stops every worker of `arn` now (its code changed on disk); a pinned function starts
+    /// again at once, an on-demand one on its next invocation. Returns false for an unknown ARN.
+    pub fn restart(&mut self, arn: &str, now: Instant) -> bool {
+        let Some(fi) = self.find(arn) else {
+            return false;
+        };
+        let ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.func == fi)
+            .map(|(&id, _)| id)
+            .collect();
+        for wid in ids {
+            let Some(w) = self.workers.remove(&wid) else {
+                continue;
+            };
+            if let Some(pid) = w.pid {
+                self.actions.push(Action::Kill { pid });
+            }
+            if let WState::Busy { inv, .. } = w.state {
+                let (body, error) = unhandled("the function was redeployed");
+                self.finish(inv, body, error, now);
+            }
+        }
+        let f = &mut self.funcs[fi];
+        if f.spec.function.pinned && f.spec.refused.is_none() {
+            f.restart_at = Some(now);
+            f.backoff_ms = limits::PINNED_RESTART_MIN_MS;
+        }
+        self.tick(now);
+        true
+    }
+
     /// Per-function state for `sprig status`.
     pub fn status(&self) -> Value {
         let int = |n: u64| Value::Int(n.min(i64::MAX as u64) as i64);

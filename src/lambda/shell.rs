@@ -209,6 +209,14 @@ impl Runner {
         self.process();
     }
 
+    /// Restarts function `arn` whose code changed on disk (the deployment calls this for
+    /// functions whose configuration is unchanged but whose code is new). False if unknown.
+    pub fn restart_function(&self, arn: &str) -> bool {
+        let known = self.0.sup.borrow_mut().restart(arn, Instant::now());
+        self.process();
+        known
+    }
+
     /// Invokes `arn` with a message routed to it (Event; subject = the topic).
     pub fn deliver_message(&self, arn: &str, topic: &str, payload: &[u8]) -> bool {
         let r = self.0.sup.borrow_mut().invoke(

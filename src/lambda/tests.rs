@@ -282,3 +282,21 @@ fn a_due_restart_waiting_for_the_old_exit_is_no_deadline() {
     s.exited(1001, t1);
     assert_eq!(s.next_deadline(), Some(t1 + Duration::from_secs(1)));
 }
+
+#[test]
+fn restart_replaces_the_workers_of_one_function() {
+    let t0 = Instant::now();
+    let mut s = Supervisor::new(vec![spec(P, true, 3), spec(D, false, 3)], 25, t0);
+    let w = start_all(&mut s)[0];
+    let a = s.invoke(P, vec![], String::new(), false, t0).unwrap();
+    s.take_work(w, t0).unwrap();
+    assert!(s.restart(P, t0));
+    let acts = s.take_actions();
+    assert!(acts.contains(&Action::Kill { pid: 1001 }), "{acts:?}");
+    assert_eq!(spawns(&acts).len(), 1, "pinned: started again at once");
+    assert_eq!(
+        s.take_result(a).unwrap().unwrap().error.as_deref(),
+        Some("Unhandled")
+    );
+    assert!(!s.restart("arn:aws:lambda:x:1:function:none:1", t0));
+}
