@@ -125,19 +125,17 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     };
 
-    // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort, workers as children.
-    let daemon_port = config.core_thing.gg_daemon_port;
-    let ipc_listener = crate::lambda::shell::bind(daemon_port).map_err(|e| {
-        AppError::Startup(format!(
-            "cannot listen on 127.0.0.1:{daemon_port} (coreThing.ggDaemonPort): {e}"
-        ))
-    })?;
+    // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort (bound when the group has
+    // functions), workers as children.
     let runner = crate::lambda::shell::Runner::new(
         config,
         &core.group,
         queue.clone(),
         core.child_exits.clone(),
     );
+    if runner.has_functions() {
+        runner.listen().map_err(AppError::Startup)?;
+    }
     hub.set_function_sink(Rc::new(runner.clone()));
     let weak_hub = Rc::downgrade(&hub);
     runner.set_room_check(Box::new(move |source, topic| {
@@ -166,7 +164,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
 
     future::or(
         broker::run_listener(hub.clone(), ex, listener, slot),
-        future::or(runner.run(ex, ipc_listener), shutdown.wait()),
+        future::or(runner.run(ex), shutdown.wait()),
     )
     .await;
     runner.stop().await;

@@ -109,6 +109,10 @@ struct Inner {
     pipes: RefCell<Vec<(String, LogPipe)>>,
     pipes_ready: Notify,
     auth_timeout: Duration,
+    /// The IPC listener: bound at start when the group has functions, else when a deployment
+    /// brings the first one (`apply`), so a core without functions holds no port.
+    listener: RefCell<Option<Rc<Async<TcpListener>>>>,
+    listening: Notify,
     stats: IpcStats,
     child_exits: ChildExits,
 }
@@ -178,6 +182,8 @@ impl Runner {
             clock: Notify::default(),
             pipes: RefCell::new(Vec::new()),
             pipes_ready: Notify::default(),
+            listener: RefCell::new(None),
+            listening: Notify::default(),
             auth_timeout: Duration::from_millis(u64::from(
                 config.core_thing.system_component_auth_timeout,
             )),
@@ -206,6 +212,11 @@ impl Runner {
     pub fn apply(&self, group: &Group) {
         self.0.ctx.borrow_mut().group_id = group.group_id.clone().unwrap_or_default();
         self.0.sup.borrow_mut().apply(specs(group), Instant::now());
+        if self.has_functions() {
+            if let Err(e) = self.listen() {
+                log::error!("{e}: functions cannot reach the core");
+            }
+        }
         self.process();
     }
 
@@ -360,10 +371,37 @@ impl Runner {
         }
     }
 
+    /// True when the group has functions sprig will run (then the IPC port is needed).
+    pub fn has_functions(&self) -> bool {
+        self.0.sup.borrow().functions().next().is_some()
+    }
+
+    /// Binds the IPC port (`coreThing.ggDaemonPort`, loopback only) unless it is bound.
+    pub fn listen(&self) -> Result<(), String> {
+        if self.0.listener.borrow().is_some() {
+            return Ok(());
+        }
+        let port = self.0.ctx.borrow().daemon_port;
+        let l = bind(port).map_err(|e| {
+            format!("cannot listen on 127.0.0.1:{port} (coreThing.ggDaemonPort): {e}")
+        })?;
+        log::info!("Lambda IPC on 127.0.0.1:{port}");
+        *self.0.listener.borrow_mut() = Some(Rc::new(l));
+        self.0.listening.notify();
+        Ok(())
+    }
+
     /// Runs the IPC server, the clock, the reaper and the log readers until cancelled.
-    pub async fn run(&self, ex: &LocalExecutor<'_>, listener: Async<TcpListener>) {
+    pub async fn run(&self, ex: &LocalExecutor<'_>) {
         self.process();
         let accept = async {
+            let listener = loop {
+                let l = self.0.listener.borrow().clone();
+                match l {
+                    Some(l) => break l,
+                    None => self.0.listening.notified().await,
+                }
+            };
             loop {
                 let (sock, _) = match listener.accept().await {
                     Ok(s) => s,
