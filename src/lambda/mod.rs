@@ -418,9 +418,35 @@ impl Supervisor {
         let want = f.queue.len().saturating_sub(starting);
         for _ in 0..want {
             if self.workers.len() >= self.max_workers {
+                self.evict_idle(fi);
                 break;
             }
             self.spawn(fi, now);
+        }
+    }
+
+    /// All worker slots are taken and `fi` waits: stop the longest-idle on-demand worker of
+    /// another function (its exit frees the slot and pumps the waiting queues).
+    fn evict_idle(&mut self, fi: usize) {
+        let stopping = self.workers.values().any(|w| w.state == WState::Stopping);
+        if stopping {
+            return; // a slot is already on its way
+        }
+        let victim = self
+            .workers
+            .values_mut()
+            .filter(|w| w.func != fi && !self.funcs[w.func].spec.function.pinned)
+            .filter_map(|w| match w.state {
+                WState::Idle { since } => Some((since, w)),
+                _ => None,
+            })
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, w)| w);
+        if let Some(w) = victim {
+            w.state = WState::Stopping;
+            if let Some(pid) = w.pid {
+                self.actions.push(Action::Kill { pid });
+            }
         }
     }
 
@@ -578,7 +604,13 @@ impl Supervisor {
             f.restart_at = Some(now + Duration::from_millis(f.backoff_ms));
             f.backoff_ms = (f.backoff_ms * 2).min(limits::PINNED_RESTART_MAX_MS);
         }
+        // A slot is free: every function waiting for a worker gets its chance, this one first.
         self.pump(fi, now);
+        for other in 0..self.funcs.len() {
+            if other != fi && !self.funcs[other].queue.is_empty() {
+                self.pump(other, now);
+            }
+        }
     }
 
     /// Advances the clock: invocation timeouts, start timeouts, idle on-demand workers, pinned

@@ -300,3 +300,21 @@ fn restart_replaces_the_workers_of_one_function() {
     );
     assert!(!s.restart("arn:aws:lambda:x:1:function:none:1", t0));
 }
+
+#[test]
+fn a_full_core_evicts_an_idle_worker_of_another_function() {
+    const E: &str = "arn:aws:lambda:us-east-1:1:function:other:1";
+    let t0 = Instant::now();
+    let mut s = Supervisor::new(vec![spec(D, false, 3), spec(E, false, 3)], 1, t0);
+    let a = s.invoke(D, vec![], String::new(), true, t0).unwrap();
+    let w = start_all(&mut s)[0];
+    assert_eq!(s.take_work(w, t0).unwrap().id, a);
+    s.post_result(w, a, vec![], None, t0).unwrap();
+    assert_eq!(s.take_work(w, t0), None, "idle and polling");
+    s.invoke(E, vec![], String::new(), true, t0).unwrap();
+    let acts = s.take_actions();
+    assert!(acts.contains(&Action::Kill { pid: 1001 }), "{acts:?}");
+    assert!(spawns(&acts).is_empty(), "the slot frees on the exit");
+    s.exited(1001, t0);
+    assert_eq!(spawns(&s.take_actions()).len(), 1, "E gets the slot");
+}
