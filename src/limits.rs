@@ -259,8 +259,9 @@ pub const RESULT_KEEP_SECS: u64 = 60;
 /// for tens of seconds; issue 12: at least 30 s).
 pub const ON_DEMAND_IDLE_SECS: u64 = 60;
 
-/// A new worker must report `initialized` within this long, seconds, else it is killed (a
-/// Python worker imports its handler first; on a Pi Zero that takes a few seconds).
+/// A new on-demand worker must ask for work within this long, seconds, else it is killed (a
+/// Python worker imports its handler first; on a Pi Zero that takes a few seconds). Pinned
+/// workers have no such limit: their module code may run for ever (seed-B §2.4).
 pub const WORKER_START_TIMEOUT_SECS: u64 = 60;
 
 /// Restart backoff of a pinned function after a crash or timeout: from 1 s, doubling, at most

@@ -3,8 +3,8 @@
 //! the clock) and answering with [`Action`]s (spawn, kill, wake a waiting connection). No
 //! sockets, processes or timers here: `shell.rs` does those; unit tests drive this directly.
 //!
-//! Worker lifecycle: `Starting` (spawned, not yet asking for work; killed after
-//! [`limits::WORKER_START_TIMEOUT_SECS`]) → `Idle` (its `GET /work` is waiting) → `Busy`
+//! Worker lifecycle: `Starting` (spawned, not yet asking for work; an on-demand one is killed
+//! after [`limits::WORKER_START_TIMEOUT_SECS`], a pinned one may stay in its module code) → `Idle` (its `GET /work` is waiting) → `Busy`
 //! (an invocation was handed to it; killed when the function's Timeout passes, the invoker
 //! gets `Unhandled`) → `Idle` again on its result → ... → `Stopping` (killed) → gone on exit.
 //! Pinned functions have one worker, started with the core and restarted after an exit with
@@ -87,9 +87,18 @@ struct Func {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WState {
-    Starting { deadline: Instant },
-    Idle { since: Instant },
-    Busy { inv: InvId, deadline: Instant },
+    /// `deadline`: on-demand workers only; a pinned function's module code may run for ever
+    /// (the guide: the Timeout applies to the handler, not to a pinned function's init loop).
+    Starting {
+        deadline: Option<Instant>,
+    },
+    Idle {
+        since: Instant,
+    },
+    Busy {
+        inv: InvId,
+        deadline: Instant,
+    },
     Stopping,
 }
 
@@ -460,7 +469,8 @@ impl Supervisor {
                 pid: None,
                 token: String::new(),
                 state: WState::Starting {
-                    deadline: now + Duration::from_secs(limits::WORKER_START_TIMEOUT_SECS),
+                    deadline: (!self.funcs[fi].spec.function.pinned)
+                        .then(|| now + Duration::from_secs(limits::WORKER_START_TIMEOUT_SECS)),
                 },
                 polling: false,
                 delivery: None,
@@ -624,7 +634,9 @@ impl Supervisor {
                     kills.push((w.pid, Some(inv), w.func));
                     w.state = WState::Stopping;
                 }
-                WState::Starting { deadline } if now >= deadline => {
+                WState::Starting {
+                    deadline: Some(deadline),
+                } if now >= deadline => {
                     kills.push((w.pid, None, w.func));
                     w.state = WState::Stopping;
                 }
@@ -677,7 +689,10 @@ impl Supervisor {
     pub fn next_deadline(&self) -> Option<Instant> {
         let idle = Duration::from_secs(limits::ON_DEMAND_IDLE_SECS);
         let workers = self.workers.values().filter_map(|w| match w.state {
-            WState::Busy { deadline, .. } | WState::Starting { deadline } => Some(deadline),
+            WState::Busy { deadline, .. }
+            | WState::Starting {
+                deadline: Some(deadline),
+            } => Some(deadline),
             WState::Idle { since } if !self.funcs[w.func].spec.function.pinned => {
                 Some(since + idle)
             }
