@@ -382,7 +382,7 @@ fn on_demand_runs_in_parallel_then_reuses_a_warm_worker() {
     );
     let sub = sink(&rig, "sink");
     for _ in 0..3 {
-        publish(&rig, "in/ondemand", r#"{"sleep": 3}"#);
+        publish(&rig, "in/ondemand", r#"{"sleep": 5}"#);
     }
     let got = wait_received(&rig, &sub, "out/ondemand", 3);
     let counts: Vec<String> = got.iter().map(|m| field(m, "count")).collect();
