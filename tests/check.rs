@@ -431,5 +431,9 @@ fn functions_sprig_cannot_run_are_named() {
     root.group(format!(
         r#"{{"FunctionDefinitionVersion":{{"DefaultConfig":{{"Execution":{{"IsolationMode":"NoContainer"}}}},"Functions":[{{"Id":"f","FunctionArn":"{arn}","FunctionConfiguration":{{"Runtime":"java8","Handler":"m.h"}}}}]}}}}"#
     ));
-    assert_fails(&root, "runtime java8 is not supported by sprig");
+    let out = assert_fails(&root, "runtime java8 is not supported by sprig");
+    assert!(
+        out.contains("warning:") && out.contains("the code of function"),
+        "{out}"
+    );
 }

@@ -135,6 +135,7 @@ pub fn refusal(f: &Function) -> Option<String> {
 pub fn check_group(
     group: &crate::config::Group,
     file: &Path,
+    write_dir: &Path,
 ) -> (
     Vec<crate::config::ConfigError>,
     Vec<crate::config::ConfigError>,
@@ -143,6 +144,18 @@ pub fn check_group(
     for (i, f) in group.functions.iter().enumerate() {
         if f.system.is_some() {
             continue;
+        }
+        let dir = code_dir(write_dir, f);
+        if !dir.is_dir() {
+            warnings.push(crate::config::ConfigError {
+                file: file.to_path_buf(),
+                key: format!("FunctionDefinitionVersion.Functions[{i}]"),
+                message: format!(
+                    "the code of function {} is not in {} (a deployment writes it there; until then the function cannot start)",
+                    f.arn,
+                    dir.display()
+                ),
+            });
         }
         let Some(why) = refusal(f) else { continue };
         let e = crate::config::ConfigError {
