@@ -157,6 +157,8 @@ pub struct Supervisor {
     next_worker: WorkerId,
     next_inv: InvId,
     actions: Vec<Action>,
+    /// `stop_all` was called: the core is shutting down, nothing starts any more.
+    stopping: bool,
     /// Invocations refused because no function has that ARN.
     pub unknown_function: u64,
 }
@@ -181,6 +183,7 @@ impl Supervisor {
             next_worker: 1,
             next_inv: 1,
             actions: Vec::new(),
+            stopping: false,
             unknown_function: 0,
         };
         for spec in specs {
@@ -460,6 +463,9 @@ impl Supervisor {
     }
 
     fn spawn(&mut self, fi: usize, now: Instant) {
+        if self.stopping {
+            return;
+        }
         let id = self.next_worker;
         self.next_worker += 1;
         self.workers.insert(
@@ -609,7 +615,7 @@ impl Supervisor {
             self.finish(inv, body, error, now);
         }
         let f = &mut self.funcs[fi];
-        if f.spec.function.pinned && f.spec.refused.is_none() {
+        if f.spec.function.pinned && f.spec.refused.is_none() && !self.stopping {
             f.counters.restarts += 1;
             f.restart_at = Some(now + Duration::from_millis(f.backoff_ms));
             f.backoff_ms = (f.backoff_ms * 2).min(limits::PINNED_RESTART_MAX_MS);
@@ -715,6 +721,7 @@ impl Supervisor {
 
     /// Every worker's pid (for shutdown), and marks them stopping.
     pub fn stop_all(&mut self) -> Vec<i32> {
+        self.stopping = true;
         for f in &mut self.funcs {
             f.restart_at = None;
         }

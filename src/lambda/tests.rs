@@ -325,3 +325,16 @@ fn a_full_core_evicts_an_idle_worker_of_another_function() {
     s.exited(1001, t0);
     assert_eq!(spawns(&s.take_actions()).len(), 1, "E gets the slot");
 }
+
+#[test]
+fn nothing_starts_once_stopping() {
+    let t0 = Instant::now();
+    let mut s = Supervisor::new(vec![spec(P, true, 3), spec(D, false, 3)], 25, t0);
+    start_all(&mut s);
+    assert_eq!(s.stop_all(), vec![1001]);
+    s.invoke(D, vec![], String::new(), true, t0).unwrap();
+    s.exited(1001, t0);
+    s.tick(t0 + Duration::from_secs(20));
+    assert!(spawns(&s.take_actions()).is_empty());
+    assert_eq!(s.next_deadline(), None);
+}
