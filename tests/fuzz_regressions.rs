@@ -5,9 +5,6 @@ mod oracles;
 
 use std::path::Path;
 
-/// A fuzz target's check.
-type Oracle = fn(&[u8]);
-
 fn replay(target: &str, check: fn(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/fuzz-regressions")
@@ -43,6 +40,7 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
+    replay("shadow_request", oracles::shadow_requests);
     replay("ipc_request", oracles::ipc_request);
 }
 
@@ -50,7 +48,8 @@ fn other_targets_reproducers() {
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, Oracle); 9] = [
+    type Check = (&'static str, fn(&[u8]));
+    let checks: [Check; 10] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -59,6 +58,7 @@ fn seeds_pass_the_oracles() {
         ("spool_record", oracles::spool_record),
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
+        ("shadow_request", oracles::shadow_requests),
         ("ipc_request", oracles::ipc_request),
     ];
     for (target, check) in checks {

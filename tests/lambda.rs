@@ -467,6 +467,26 @@ fn function_invokes_function_request_response_event_and_timeout() {
     assert!(wait_until(PATIENCE, || fn_counter(
         &rig, "slow", "timeouts"
     ) >= 1));
+    // A worker's token does not fetch another function's work: 403.
+    publish(&rig, "in/caller", &format!(r#"{{"steal": "{callee}"}}"#));
+    let got = wait_received(&rig, &sub, "out/caller", 4);
+    assert_eq!(got[3], r#"{"steal": 403}"#);
+    // Shadow calls go straight to the local shadow service (no subscription needed): the
+    // update is accepted and read back; a thing without a shadow is the SDK's ShadowError.
+    publish(
+        &rig,
+        "in/caller",
+        r#"{"shadow": "dev", "missing": "ghost"}"#,
+    );
+    let got = wait_received(&rig, &sub, "out/caller", 5);
+    assert!(
+        got[4].contains(r#""shadow": {"reported": {"color": "green"}}"#),
+        "{got:?}"
+    );
+    assert!(
+        got[4].contains("missing_error") && got[4].contains("error code 404"),
+        "{got:?}"
+    );
 }
 
 #[test]

@@ -42,11 +42,19 @@ def handler(event, context):
         iot.publish(topic='out/caller', payload=json.dumps({'steal': code}))
         return
     if 'shadow' in event:
+        # Update then get the thing's shadow; then get one of a thing the core does not know.
+        out = {}
         try:
+            iot.update_thing_shadow(thingName=event['shadow'], payload=json.dumps(
+                {'state': {'reported': {'color': 'green'}}}))
             r = iot.get_thing_shadow(thingName=event['shadow'])
-            out = {'shadow': r['payload'].decode()}
+            out['shadow'] = json.loads(r['payload'].decode())['state']
         except Exception as e:
-            out = {'shadow_error': str(e)}
+            out['shadow_error'] = str(e)
+        try:
+            iot.get_thing_shadow(thingName=event['missing'])
+        except Exception as e:
+            out['missing_error'] = str(e)
         iot.publish(topic='out/caller', payload=json.dumps(out))
         return
     r = lam.invoke(FunctionName=event['target'], InvocationType=event.get('type', 'RequestResponse'),
