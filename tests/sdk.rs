@@ -16,7 +16,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::*;
 
@@ -100,25 +99,14 @@ fn sdk_cmd(rig: &Rig, dev: &Dev, client_id: &str, cmd: &str, args: &[&str]) -> C
     c
 }
 
-/// Runs a device script to completion (in the background, so a hang is bounded); its stdout.
+/// Runs a device script to completion (see [`run_client`]); its stdout.
 fn sdk(rig: &Rig, dev: &Dev, client_id: &str, cmd: &str, args: &[&str]) -> String {
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let out = rig.root.dir.path().join(format!("{cmd}-{n}.out"));
-    let mut bg = Bg::spawn(sdk_cmd(rig, dev, client_id, cmd, args), out);
-    let err_tail = |bg: &Bg| {
-        let e = bg.errors();
-        let cut = e.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
-        e[cut..].to_string()
-    };
-    let done = wait_until(PATIENCE * 3, || matches!(bg.child.try_wait(), Ok(Some(_))));
-    let text = bg.text();
-    assert!(
-        done && !text.contains("\nerror ") && !text.starts_with("error "),
-        "{cmd} as {client_id} failed or hung:\n{text}\n--- stderr tail ---\n{}",
-        err_tail(&bg)
-    );
-    text
+    let label = format!("{cmd} as {client_id}");
+    run_client(
+        sdk_cmd(rig, dev, client_id, cmd, args),
+        rig.root.dir.path(),
+        &label,
+    )
 }
 
 fn log_text(rig: &Rig) -> String {

@@ -604,6 +604,25 @@ impl Drop for Bg {
     }
 }
 
+/// Runs a client script to completion in the background (a hang is bounded by 3 × PATIENCE),
+/// its stdout in `dir/<label>-<n>.out`; panics, naming `label` and showing stdout and the tail
+/// of stderr, when it hung or printed an `error ...` line. Its stdout.
+pub fn run_client(cmd: Command, dir: &Path, label: &str) -> String {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let mut bg = Bg::spawn(cmd, dir.join(format!("{label}-{n}.out")));
+    let done = wait_until(PATIENCE * 3, || matches!(bg.child.try_wait(), Ok(Some(_))));
+    let text = bg.text();
+    let e = bg.errors();
+    let cut = e.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
+    assert!(
+        done && !text.contains("\nerror ") && !text.starts_with("error "),
+        "{label} failed or hung:\n{text}\n--- stderr tail ---\n{}",
+        &e[cut..]
+    );
+    text
+}
+
 /// The daemon's stdout/stderr followed by its `system/runtime.log`.
 pub fn log_text(root: &TestRoot, daemon: &Daemon) -> String {
     let mut s = daemon.output();
