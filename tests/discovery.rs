@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -337,4 +339,47 @@ fn refusals_teach_nothing_and_the_endpoint_keeps_serving() {
         "{log}"
     );
     assert!(rig.daemon.pid > 0 && alive(rig.daemon.pid));
+}
+
+#[test]
+fn connections_are_bounded_in_number_and_time() {
+    let rig = rig("disc-bounds", "");
+    // A device that completes the TLS handshake and then says nothing is closed after
+    // DISCOVERY_FIRST_BYTE_SECS (counted as timed out); it holds one of the 16 slots till then.
+    let idle_tls = Bg::spawn(
+        device_cmd(&rig, &rig.publisher, "raw", PUBLISHER, &[""]),
+        rig.root.dir.path().join("idle-tls.out"),
+    );
+    assert!(idle_tls.wait_for("alpn "), "{}", idle_tls.errors());
+    // 15 more that never start TLS fill the other slots (each is closed after the handshake
+    // timeout, 10 s: long enough for what follows).
+    let addr = ("127.0.0.1", rig.port);
+    let idle: Vec<TcpStream> = (0..15).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert!(
+        wait_until(PATIENCE, || discovery_counter(&rig, "open_connections")
+            == 16),
+        "{}",
+        status_json(&rig.root).unwrap_or_default()
+    );
+    // The 17th is closed at accept, and counted.
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(extra.read(&mut buf), Ok(0) | Err(_)));
+    assert!(wait_until(PATIENCE, || discovery_counter(
+        &rig,
+        "refused_connection_limit"
+    ) >= 1));
+    drop(idle);
+    // The idle TLS device is let go without a reply; the endpoint serves again.
+    let out = idle_tls.finish();
+    assert!(!out.contains("HTTP/1.1"), "{out}");
+    assert!(wait_until(PATIENCE, || discovery_counter(
+        &rig,
+        "timed_out"
+    ) >= 1));
+    let out = device(&rig, &rig.publisher, "discover", PUBLISHER, &[]);
+    assert!(out.contains("connectivity AUTOIP_"), "{out}");
 }

@@ -115,7 +115,7 @@ impl Discovery {
         let s = &self.stats;
         let n = |c: &Cell<u64>| Value::Int(i64::try_from(c.get()).unwrap_or(i64::MAX));
         let fields = [
-            ("open", &s.connections),
+            ("open_connections", &s.connections),
             ("served", &s.served),
             ("refused_forbidden", &s.refused_forbidden),
             ("refused_bad_request", &s.refused_bad_request),
@@ -270,17 +270,16 @@ async fn conversation(
 ) -> Result<(), Ended> {
     // A TLS connection starts with a handshake record (0x16); anything else is most likely
     // plain HTTP sent to the HTTPS port: say so in the clear, once, and close.
-    let mut first = [0u8; 1];
-    loop {
-        sock.readable().await.map_err(|e| e.to_string())?;
-        match sock.get_ref().peek(&mut first) {
-            Ok(0) => return Err("closed before sending anything".into()),
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    if first[0] != 0x16 {
+    // Waiting for that byte counts against the handshake's time.
+    let first = future::or(first_byte(&sock), async {
+        Timer::after(Duration::from_secs(TLS_HANDSHAKE_TIMEOUT_SECS)).await;
+        Err(format!(
+            "nothing sent within {TLS_HANDSHAKE_TIMEOUT_SECS} s of connecting: closed"
+        ))
+    })
+    .await
+    .inspect_err(|_| bump(&d.stats.refused_handshake))?;
+    if first != 0x16 {
         bump(&d.stats.refused_plain_http);
         log::warn!("discovery: {peer}: refused: not TLS (plain HTTP on the HTTPS port?)");
         // Best effort, never waits: a fresh socket takes this small reply at once.
@@ -342,6 +341,20 @@ async fn conversation(
     }
     let _ = s.sock.get_ref().shutdown(std::net::Shutdown::Write);
     Ok(())
+}
+
+/// The first byte the peer sent, left in the socket.
+async fn first_byte(sock: &Async<TcpStream>) -> Result<u8, Ended> {
+    let mut first = [0u8; 1];
+    loop {
+        sock.readable().await.map_err(|e| e.to_string())?;
+        match sock.get_ref().peek(&mut first) {
+            Ok(0) => return Err("closed before sending anything".into()),
+            Ok(_) => return Ok(first[0]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Moves decrypted bytes into `buf`, never past [`DISCOVERY_MAX_REQUEST_BYTES`].

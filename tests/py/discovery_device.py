@@ -16,7 +16,6 @@ Every command prints what it observed on stdout, one fact per line; the Rust tes
 the observations mean. The SDK's DEBUG log goes to stderr.
 """
 import json
-import logging
 import os
 import socket
 import ssl
@@ -24,6 +23,7 @@ import sys
 import time
 import uuid
 
+import client_main
 from AWSIoTPythonSDK.core.greengrass.discovery.providers import DiscoveryInfoProvider
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
@@ -171,25 +171,17 @@ def cmd_nocert(host, port, ca, cert, key, thing):
 
 
 def main():
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     cmd = sys.argv[1]
     host, port = sys.argv[2], int(sys.argv[3])
     ca, cert, key, thing = sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
-    code = 0
-    try:
-        {
-            "discover": cmd_discover,
-            "basic": cmd_basic,
-            "raw": cmd_raw,
-            "plain": cmd_plain,
-            "nocert": cmd_nocert,
-        }[cmd](host, port, ca, cert, key, thing, *sys.argv[8:])
-    except Exception as e:
-        say(f"error {type(e).__name__}: {e}")
-        code = 1
-    sys.stdout.flush()
-    # The SDK leaves non-daemon threads behind (reconnect and timer threads): exit anyway.
-    os._exit(code)
+    command = {
+        "discover": cmd_discover,
+        "basic": cmd_basic,
+        "raw": cmd_raw,
+        "plain": cmd_plain,
+        "nocert": cmd_nocert,
+    }[cmd]
+    client_main.run(command, host, port, ca, cert, key, thing, *sys.argv[8:])
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ messages arriving in onMessage, publish(topic, json, qos). The one change: the S
 timeout (5 s for a SUBACK/PUBACK) is raised to 60 s so a loaded test machine cannot fail it.
 """
 import json
-import logging
-import os
 import sys
 import threading
 import time
 
+import client_main
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient, AWSIoTMQTTShadowClient
 
 HOST = "127.0.0.1"
@@ -139,24 +138,16 @@ def cmd_shadow_get(port, ca, cert, key, cid, thing, timeout):
 
 
 def main():
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     cmd = sys.argv[1]
     port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-    code = 0
-    try:
-        {
-            "subscriber": cmd_subscriber,
-            "publisher": cmd_publisher,
-            "connect": cmd_connect,
-            "suback": cmd_suback,
-            "shadow-get": cmd_shadow_get,
-        }[cmd](port, ca, cert, key, cid, *sys.argv[7:])
-    except Exception as e:
-        say(f"error {type(e).__name__}: {e}")
-        code = 1
-    sys.stdout.flush()
-    # The SDK leaves non-daemon threads behind (reconnect and timer threads): exit anyway.
-    os._exit(code)
+    command = {
+        "subscriber": cmd_subscriber,
+        "publisher": cmd_publisher,
+        "connect": cmd_connect,
+        "suback": cmd_suback,
+        "shadow-get": cmd_shadow_get,
+    }[cmd]
+    client_main.run(command, port, ca, cert, key, cid, *sys.argv[7:])
 
 
 if __name__ == "__main__":
