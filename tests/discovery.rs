@@ -9,7 +9,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
@@ -44,23 +44,18 @@ fn rig(label: &str, extra: &str) -> Rig {
         1,
     );
     root.write_config(&config);
-    let devdir = root.dir.path().join("devices");
-    std::fs::create_dir_all(&devdir).unwrap();
-    let publisher = make_device(&devdir, PUBLISHER);
-    let subscriber = make_device(&devdir, SUBSCRIBER);
-    let stranger = make_device(&devdir, "stranger");
+    let mut devs = root
+        .make_devices(&[PUBLISHER, SUBSCRIBER, "stranger"])
+        .into_iter();
+    let (publisher, subscriber) = (devs.next().unwrap(), devs.next().unwrap());
+    let stranger = devs.next().unwrap();
     let subs = [(
         publisher.thing_arn(),
         TOPIC.to_string(),
         subscriber.thing_arn(),
     )];
     root.write_group(&group_json_with(&[&publisher, &subscriber], &subs));
-    let daemon = root.start();
-    assert!(
-        wait_until(PATIENCE, || status_json(&root).is_some()),
-        "daemon did not come up:\n{}",
-        daemon.output()
-    );
+    let daemon = root.start_ready();
     Rig {
         ca: root.certs().join("group-ca.pem"),
         root,
@@ -73,9 +68,8 @@ fn rig(label: &str, extra: &str) -> Rig {
 }
 
 fn device_cmd(rig: &Rig, dev: &Dev, cmd: &str, thing: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/discovery_device.py"))
-        .arg(cmd)
+    let mut c = py_script("discovery_device.py");
+    c.arg(cmd)
         .arg("127.0.0.1")
         .arg(rig.port.to_string())
         .arg(&rig.ca)

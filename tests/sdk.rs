@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
@@ -62,18 +62,13 @@ fn rig(label: &str) -> Rig {
     // devices use it as their root CA, as Module 4's devices use the CA discovery returns.
     let root = TestRoot::new(label);
     let ca = root.certs().join("group-ca.pem");
-    let devdir = root.dir.path().join("devices");
-    std::fs::create_dir_all(&devdir).unwrap();
-    let publisher = make_device(&devdir, PUBLISHER);
-    let subscriber = make_device(&devdir, SUBSCRIBER);
-    let stranger = make_device(&devdir, "stranger");
+    let mut devs = root
+        .make_devices(&[PUBLISHER, SUBSCRIBER, "stranger"])
+        .into_iter();
+    let (publisher, subscriber) = (devs.next().unwrap(), devs.next().unwrap());
+    let stranger = devs.next().unwrap();
     root.write_group(&group_json(&publisher, &subscriber));
-    let daemon = root.start();
-    assert!(
-        wait_until(PATIENCE, || status_json(&root).is_some()),
-        "daemon did not come up:\n{}",
-        daemon.output()
-    );
+    let daemon = root.start_ready();
     Rig {
         root,
         daemon,
@@ -87,9 +82,8 @@ fn rig(label: &str) -> Rig {
 /// `python tests/py/sdk_device.py CMD PORT CA CERT KEY CLIENT_ID ARGS...` with `dev`'s
 /// certificate and key.
 fn sdk_cmd(rig: &Rig, dev: &Dev, client_id: &str, cmd: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/sdk_device.py"))
-        .arg(cmd)
+    let mut c = py_script("sdk_device.py");
+    c.arg(cmd)
         .arg(rig.root.mqtt_port.to_string())
         .arg(&rig.ca)
         .arg(&dev.cert)

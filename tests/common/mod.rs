@@ -241,6 +241,25 @@ impl TestRoot {
     pub fn start(&self) -> Daemon {
         Daemon::spawn(self, &["--foreground", "-i"], &[])
     }
+
+    /// [`TestRoot::start`], then waits until `sprig status` answers (panics with the daemon's
+    /// output when it does not).
+    pub fn start_ready(&self) -> Daemon {
+        let daemon = self.start();
+        assert!(
+            wait_until(PATIENCE, || status_json(self).is_some()),
+            "daemon did not come up:\n{}",
+            daemon.output()
+        );
+        daemon
+    }
+
+    /// Group devices `names` (see [`make_device`]) in `DIR/devices`.
+    pub fn make_devices(&self, names: &[&str]) -> Vec<Dev> {
+        let devdir = self.dir.path().join("devices");
+        fs::create_dir_all(&devdir).unwrap();
+        names.iter().map(|n| make_device(&devdir, n)).collect()
+    }
 }
 
 /// A running `sprig start`, killed on drop (SIGTERM, then SIGKILL after a while) so no test
@@ -527,6 +546,17 @@ pub fn python() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
     }
+}
+
+/// `python tests/py/SCRIPT` with the pinned clients (see [`python`]).
+pub fn py_script(script: &str) -> Command {
+    let mut c = Command::new(python());
+    c.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/py")
+            .join(script),
+    );
+    c
 }
 
 /// `sprig status -r ROOT --json`, when the daemon is up.
