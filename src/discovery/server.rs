@@ -73,7 +73,7 @@ impl Discovery {
         let thing_name = &config.core_thing.thing_name;
         if let Some(id) = group.group_id.as_deref() {
             if group_id_for(Some(id), thing_name) != id {
-                log::warn!("discovery: group.json GroupId {id:?} is not safe in a file name; devices get a derived id instead");
+                log::warn!("group.json GroupId {id:?} is not safe in a file name; devices get a derived id instead");
             }
         }
         let mut members = HashMap::new();
@@ -212,7 +212,7 @@ pub async fn run(
         let open = d.stats.connections.get();
         if open >= DISCOVERY_MAX_CONNECTIONS as u64 {
             bump(&d.stats.refused_connection_limit);
-            log::warn!("discovery: {peer}: refused: {open} connections open, the limit is {DISCOVERY_MAX_CONNECTIONS}");
+            log::warn!("{peer}: refused: {open} connections open, the limit is {DISCOVERY_MAX_CONNECTIONS}");
             continue;
         }
         bump(&d.stats.connections);
@@ -249,7 +249,7 @@ async fn serve(
     .await;
     match done {
         Some(Ok(())) => {}
-        Some(Err(e)) => log::info!("discovery: {peer}: {e}"),
+        Some(Err(e)) => log::info!("{peer}: {e}"),
         None => {
             bump(&d.stats.timed_out);
             log::info!(
@@ -281,7 +281,7 @@ async fn conversation(
     .inspect_err(|_| bump(&d.stats.refused_handshake))?;
     if first != 0x16 {
         bump(&d.stats.refused_plain_http);
-        log::warn!("discovery: {peer}: refused: not TLS (plain HTTP on the HTTPS port?)");
+        log::warn!("{peer}: refused: not TLS (plain HTTP on the HTTPS port?)");
         // Best effort, never waits: a fresh socket takes this small reply at once.
         let _ = sock.get_ref().write(&super::plain_http_reply());
         let _ = sock.get_ref().shutdown(std::net::Shutdown::Write);
@@ -327,9 +327,9 @@ async fn conversation(
     };
     d.count(reply.outcome);
     if reply.outcome == Outcome::Served {
-        log::info!("discovery: {peer}: {}", reply.reason);
+        log::info!("{peer}: {}", reply.reason);
     } else {
-        log::warn!("discovery: {peer}: {} {}", reply.status, reply.reason);
+        log::warn!("{peer}: {} {}", reply.status, reply.reason);
     }
     s.tls
         .writer()
