@@ -49,6 +49,8 @@ pub struct DiscoveryStats {
     pub refused_handshake: Cell<u64>,
     pub refused_connection_limit: Cell<u64>,
     pub timed_out: Cell<u64>,
+    /// The peer closed, or broke TLS, before a complete request.
+    pub closed_early: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -125,6 +127,7 @@ impl Discovery {
             ("refused_handshake", &s.refused_handshake),
             ("refused_connection_limit", &s.refused_connection_limit),
             ("timed_out", &s.timed_out),
+            ("closed_early", &s.closed_early),
         ];
         let mut v = vec![("port".to_string(), Value::Int(i64::from(self.port)))];
         v.extend(fields.iter().map(|(k, c)| (k.to_string(), n(c))));
@@ -252,9 +255,7 @@ async fn serve(
         Some(Err(e)) => log::info!("{peer}: {e}"),
         None => {
             bump(&d.stats.timed_out);
-            log::info!(
-                "discovery: {peer}: no complete request within {DISCOVERY_REQUEST_SECS} s: closed"
-            );
+            log::info!("{peer}: no complete request within {DISCOVERY_REQUEST_SECS} s: closed");
         }
     }
 }
@@ -320,9 +321,15 @@ async fn conversation(
             ));
         }
         match s.read_some(DISCOVERY_MAX_REQUEST_BYTES) {
-            Ok(ReadOutcome::Closed) => return Err("closed before a complete request".into()),
+            Ok(ReadOutcome::Closed) => {
+                bump(&d.stats.closed_early);
+                return Err("closed before a complete request".into());
+            }
             Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                bump(&d.stats.closed_early);
+                return Err(e.to_string());
+            }
         }
     };
     d.count(reply.outcome);
