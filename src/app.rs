@@ -17,6 +17,7 @@ use crate::cloud::{self, Cloud, CloudSettings};
 use crate::config::Endpoint;
 use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
+use crate::discovery;
 use crate::limits;
 use crate::pki;
 use crate::shadow::ShadowService;
@@ -195,14 +196,27 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         let status = status.clone();
         async move { status.run().await }
     });
+    // The local Discovery API (issue 11), on its own port with the broker's certificate.
+    let discovery = start_discovery(&core, &identity, &slot, &status)?;
+    let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
     let _rotation = ex.spawn(rotate_server_cert(
         core.config.clone(),
         identity,
         slot.clone(),
+        discovery_slot,
     ));
+    let discovery_listener = async {
+        match discovery {
+            Some((d, l, s)) => discovery::server::run(d, ex, l, s).await,
+            None => future::pending().await,
+        }
+    };
 
     future::or(
-        broker::run_listener(hub.clone(), ex, listener, slot),
+        future::or(
+            broker::run_listener(hub.clone(), ex, listener, slot),
+            discovery_listener,
+        ),
         future::or(runner.run(ex), shutdown.wait()),
     )
     .await;
@@ -252,6 +266,63 @@ fn shadow_things(config: &Config, group: &Group) -> Vec<(String, bool)> {
     things
 }
 
+type DiscoveryParts = (
+    Rc<discovery::server::Discovery>,
+    async_io::Async<std::net::TcpListener>,
+    ServerConfigSlot,
+);
+
+/// Binds `sprig.discoveryPort` (None when it is 0) and adds the `discovery` status section.
+fn start_discovery(
+    core: &Core,
+    identity: &pki::ServerIdentity,
+    broker_tls: &ServerConfigSlot,
+    status: &StatusBoard,
+) -> Result<Option<DiscoveryParts>, AppError> {
+    let port = core.config.sprig.discovery_port;
+    if port == 0 {
+        log::info!("discovery API disabled (sprig.discoveryPort is 0)");
+        return Ok(None);
+    }
+    let listener = match broker::bind(port) {
+        Ok(l) => l,
+        Err(e) if !core.config.sprig.discovery_port_set => {
+            // The default port being taken must not stop the broker: discovery stays off.
+            let why = format!(
+                "not started: cannot listen on 0.0.0.0:{port} ({e}); set sprig.discoveryPort to a free port, or 0"
+            );
+            log::warn!("discovery API {why}");
+            status.add_section(
+                "discovery",
+                Box::new(move || {
+                    crate::json::Value::Object(vec![(
+                        "state".into(),
+                        crate::json::Value::String(why.clone()),
+                    )])
+                }),
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(AppError::Startup(format!(
+                "cannot listen on 0.0.0.0:{port} (sprig.discoveryPort; 0 disables discovery): {e}"
+            )))
+        }
+    };
+    let d = Rc::new(discovery::server::Discovery::new(
+        &core.config,
+        &core.group,
+        identity,
+    ));
+    log::info!("discovery API on 0.0.0.0:{port}");
+    let d2 = d.clone();
+    status.add_section("discovery", Box::new(move || d2.status()));
+    let tls = Rc::new(RefCell::new(discovery::server::tls_config(
+        &broker_tls.borrow(),
+    )));
+    Ok(Some((d, listener, tls)))
+}
+
 fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {
     broker::tls::server_config(identity.cert_chain.clone(), identity.key.clone_key()).map_err(|e| {
         AppError::Startup(format!(
@@ -268,6 +339,7 @@ async fn rotate_server_cert(
     config: Config,
     mut identity: pki::ServerIdentity,
     slot: ServerConfigSlot,
+    discovery_slot: Option<ServerConfigSlot>,
 ) {
     loop {
         Timer::after(Duration::from_secs(limits::SERVER_CERT_RECHECK_SECS)).await;
@@ -286,6 +358,9 @@ async fn rotate_server_cert(
                     id.cert_path.display()
                 );
                 identity = id;
+                if let Some(ds) = &discovery_slot {
+                    *ds.borrow_mut() = discovery::server::tls_config(&c);
+                }
                 *slot.borrow_mut() = c;
             }
             Err(e) => log::warn!("cannot re-issue the local MQTT server certificate: {e}"),

@@ -38,6 +38,8 @@ pub mod cli;
 pub mod cloud;
 pub mod daemon;
 pub mod demo;
+/// The local Discovery API (issue 11): sans-IO `respond` + the async `server`.
+pub mod discovery;
 pub mod ipc;
 pub mod lambda;
 pub mod logging;

@@ -261,6 +261,39 @@ pub const SHADOW_STORE_MAX_BYTES: usize = 1024 * 1024;
 /// How often the shadow sync looks at the cloud link's state (reconcile on up, re-ask
 /// unanswered gets after `system.shadowSyncTimeout`), ms. One cheap check per second.
 pub const SHADOW_SYNC_TICK_MS: u64 = 1_000;
+// ---- Local Discovery API (issue 11: src/discovery/) ----
+
+/// Default `sprig.discoveryPort`: the Greengrass Discovery API's port (guide "Discovery API":
+/// `https://greengrass-ats.iot.region.amazonaws.com:8443/greengrass/discover/thing/...`).
+pub const DEFAULT_DISCOVERY_PORT: u16 = 8443;
+
+/// Discovery: largest request head (request line + headers), bytes. The SDK's request is about
+/// 100 bytes plus the thing name (at most 128) and the host; 8 KiB is the usual server default
+/// (nginx `large_client_header_buffers`). A GET has no body, so this bounds the whole request.
+pub const DISCOVERY_MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Discovery: most header lines in one request (the SDK sends one, `Host`; curl three).
+pub const DISCOVERY_MAX_HEADERS: usize = 32;
+
+/// Discovery: simultaneous connections; more are closed at accept, logged and counted. A device
+/// discovers once at start-up and then talks MQTT, so a few at a time is plenty.
+pub const DISCOVERY_MAX_CONNECTIONS: usize = 16;
+
+/// Discovery: time from the end of the TLS handshake to the first request byte, seconds.
+pub const DISCOVERY_FIRST_BYTE_SECS: u64 = 10;
+
+/// Discovery: time from accept to the whole request read and the reply written, seconds
+/// (slowloris bound; the SDK's own timeout is 120 s, the guide's script sets 10).
+pub const DISCOVERY_REQUEST_SECS: u64 = 30;
+
+/// Discovery: entries in `sprig.connectivity`, and automatic (interface) entries in a reply.
+pub const DISCOVERY_MAX_CONNECTIVITY: usize = 16;
+
+/// Discovery: longest `metadata` string of a connectivity entry, bytes.
+pub const DISCOVERY_MAX_METADATA_BYTES: usize = 256;
+
+/// Discovery: longest `hostAddress`, bytes (a DNS name's limit, RFC 1035 §2.3.4).
+pub const DISCOVERY_MAX_HOST_BYTES: usize = 253;
 
 // ---- Lambda runner and IPC (issue 12) ----
 
