@@ -550,11 +550,11 @@ fn tokens_are_checked_and_silent_connections_closed() {
     assert_eq!(silent, "");
     assert!(wait_until(PATIENCE, || status_counter(
         &rig.root,
-        "auth_timeouts"
+        "ipc_auth_timeouts"
     ) >= 1));
     assert!(wait_until(PATIENCE, || status_counter(
         &rig.root,
-        "refused_token"
+        "ipc_refused_token"
     ) >= 2));
     // The worker still runs undisturbed.
     let sub = sink(&rig, "sink");

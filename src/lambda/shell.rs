@@ -254,21 +254,24 @@ impl Runner {
         let sup = self.0.sup.borrow();
         let ipc = Value::Object(vec![
             (
-                "port".into(),
+                "ipc_port".into(),
                 int(u64::from(self.0.ctx.borrow().daemon_port)),
             ),
-            ("connections".into(), int(s.connections.get() as u64)),
+            ("ipc_connections".into(), int(s.connections.get() as u64)),
             (
-                "refused_connections".into(),
+                "ipc_refused_connections".into(),
                 int(s.refused_connections.get()),
             ),
-            ("refused_token".into(), int(s.refused_token.get())),
-            ("refused_forbidden".into(), int(s.refused_forbidden.get())),
-            ("auth_timeouts".into(), int(s.auth_timeouts.get())),
-            ("bad_requests".into(), int(s.bad_requests.get())),
-            ("unknown_function".into(), int(sup.unknown_function)),
-            ("publish_dropped".into(), int(s.publish_dropped.get())),
-            ("spawn_failures".into(), int(s.spawn_failures.get())),
+            ("ipc_refused_token".into(), int(s.refused_token.get())),
+            (
+                "ipc_refused_forbidden".into(),
+                int(s.refused_forbidden.get()),
+            ),
+            ("ipc_auth_timeouts".into(), int(s.auth_timeouts.get())),
+            ("ipc_bad_requests".into(), int(s.bad_requests.get())),
+            ("ipc_unknown_function".into(), int(sup.unknown_function)),
+            ("ipc_publish_dropped".into(), int(s.publish_dropped.get())),
+            ("ipc_spawn_failures".into(), int(s.spawn_failures.get())),
         ]);
         (sup.status(), ipc)
     }
