@@ -36,6 +36,7 @@ pub mod cli;
 pub mod cloud;
 pub mod daemon;
 pub mod demo;
+pub mod deploy;
 pub mod logging;
 pub mod pki;
 pub mod status;
