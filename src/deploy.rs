@@ -196,32 +196,9 @@ enum Failed {
 
 fn deploy(config: &Config, group_file: &Path, lambdas: &BTreeMap<String, PathBuf>) -> i32 {
     let layout = Layout::new(&config.write_dir);
-    let lock = match txn::try_lock(&layout) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            eprintln!(
-                "sprig deploy: another deployment or reset is running on {} (its lock {} is held); try again when it ends",
-                config.write_dir.display(),
-                layout.deployment.join(".lock").display()
-            );
-            return 1;
-        }
-        Err(e) => {
-            eprintln!(
-                "sprig deploy: cannot lock {}: {e}",
-                layout.deployment.display()
-            );
-            return 1;
-        }
+    let Some(lock) = lock_and_recover(&layout, "deploy") else {
+        return 1;
     };
-    match txn::recover(&layout, &lock) {
-        Ok(txn::Recovered::Nothing) => {}
-        Ok(r) => eprintln!("sprig deploy: leftovers of an interrupted deployment: {r:?}"),
-        Err(e) => {
-            eprintln!("sprig deploy: cannot clean up an interrupted deployment: {e}");
-            return 1;
-        }
-    }
     let id = new_id();
     let record = |status: Status, reason: Option<String>| {
         if let Err(e) = history::record(
@@ -269,6 +246,40 @@ fn deploy(config: &Config, group_file: &Path, lambdas: &BTreeMap<String, PathBuf
             );
             eprintln!("sprig deploy: deployment {id} Failure: the previous group stays in force");
             code
+        }
+    }
+}
+
+/// Takes the deployment lock and finishes or removes an interrupted deployment's leftovers;
+/// `None` (after saying why on stderr) when another one runs or the disk fails.
+fn lock_and_recover(layout: &Layout, command: &str) -> Option<txn::Lock> {
+    let lock = match txn::try_lock(layout) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            eprintln!(
+                "sprig {command}: another deployment or reset is running (its lock {} is held; \
+                 a reset cannot start while a deployment is Building or InProgress); try again when it ends",
+                layout.deployment.join(".lock").display()
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!(
+                "sprig {command}: cannot lock {}: {e}",
+                layout.deployment.display()
+            );
+            return None;
+        }
+    };
+    match txn::recover(layout, &lock) {
+        Ok(txn::Recovered::Nothing) => Some(lock),
+        Ok(r) => {
+            eprintln!("sprig {command}: leftovers of an interrupted deployment: {r:?}");
+            Some(lock)
+        }
+        Err(e) => {
+            eprintln!("sprig {command}: cannot clean up an interrupted deployment: {e}");
+            None
         }
     }
 }

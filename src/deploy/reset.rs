@@ -77,24 +77,9 @@ pub fn run(args: &[OsString]) -> i32 {
         return 1;
     }
     let layout = Layout::new(&config.write_dir);
-    let lock = match txn::try_lock(&layout) {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            eprintln!("sprig reset: a deployment is running (the guide: a reset cannot start while a deployment is Building or InProgress); try again when it ends");
-            return 1;
-        }
-        Err(e) => {
-            eprintln!(
-                "sprig reset: cannot lock {}: {e}",
-                layout.deployment.display()
-            );
-            return 1;
-        }
-    };
-    if let Err(e) = txn::recover(&layout, &lock) {
-        eprintln!("sprig reset: cannot clean up an interrupted deployment: {e}");
+    let Some(lock) = super::lock_and_recover(&layout, "reset") else {
         return 1;
-    }
+    };
     let id = super::new_id();
     let mut failed = Vec::new();
     for p in removed_paths(&config.write_dir, force) {
