@@ -119,6 +119,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
                 settings.port,
                 settings.client_id(0)
             );
+            // Fleet deployments (issue 10): AWS IoT Jobs on the control connection `<thing>`.
+            let jobs = crate::deploy::jobs_task::start(ex, config, &settings);
+            status.add_section("jobs", Box::new(move || jobs.status()));
             let c = Cloud::start(ex, settings, spool, Box::new(inbound));
             hub.set_cloud_sink(Rc::new(c.clone()));
             let (c1, c2) = (c.clone(), c.clone());

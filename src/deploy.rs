@@ -15,6 +15,8 @@
 pub mod apply;
 pub mod code;
 pub mod history;
+pub mod jobs;
+pub mod jobs_task;
 pub mod reset;
 pub mod txn;
 
@@ -64,13 +66,15 @@ pub fn run(args: &[OsString]) -> i32 {
     };
     match opts.group {
         None => print_status(&config.write_dir, opts.json),
-        Some(group) => deploy(&config, &group, &opts.lambdas),
+        Some(group) => deploy(&config, &group, &opts.lambdas, opts.id),
     }
 }
 
 #[derive(Debug)]
 struct Args {
     root: PathBuf,
+    /// `--id`: the deployment id to use (the Jobs runner names its deployments).
+    id: Option<String>,
     group: Option<PathBuf>,
     lambdas: BTreeMap<String, PathBuf>,
     json: bool,
@@ -79,6 +83,7 @@ struct Args {
 fn parse_args(args: &[OsString]) -> Result<Args, String> {
     let mut a = Args {
         root: PathBuf::from("/greengrass"),
+        id: None,
         group: None,
         lambdas: BTreeMap::new(),
         json: false,
@@ -91,6 +96,14 @@ fn parse_args(args: &[OsString]) -> Result<Args, String> {
                 a.root = it.next().ok_or("-r needs a directory")?.into();
             }
             Some("--status") => status = true,
+            Some("--id") => {
+                let id = it
+                    .next()
+                    .and_then(|v| v.to_str())
+                    .ok_or("--id needs an id")?;
+                safe_id(id).map_err(|_| format!("--id {id:?}: use A-Z a-z 0-9 . _ : -"))?;
+                a.id = Some(id.to_string());
+            }
             Some("--json") => a.json = true,
             Some("--lambda") => {
                 let v = it.next().ok_or("--lambda needs FUNCTION_ID=PATH")?;
@@ -194,12 +207,17 @@ enum Failed {
     Other(String),
 }
 
-fn deploy(config: &Config, group_file: &Path, lambdas: &BTreeMap<String, PathBuf>) -> i32 {
+fn deploy(
+    config: &Config,
+    group_file: &Path,
+    lambdas: &BTreeMap<String, PathBuf>,
+    id: Option<String>,
+) -> i32 {
     let layout = Layout::new(&config.write_dir);
     let Some(lock) = lock_and_recover(&layout, "deploy") else {
         return 1;
     };
-    let id = new_id();
+    let id = id.unwrap_or_else(new_id);
     let record = |status: Status, reason: Option<String>| {
         if let Err(e) = history::record(
             &config.write_dir,

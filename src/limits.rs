@@ -266,3 +266,14 @@ pub const DEPLOY_POLL_MS: u64 = 2_000;
 /// Deploy: how long `sprig start` waits for a running `sprig deploy` / `sprig reset` to let go
 /// of the deployment lock before it goes on without recovering leftovers, ms.
 pub const DEPLOY_LOCK_WAIT_MS: u64 = 10_000;
+
+/// Jobs: bytes of the control connection's in-memory outbox (Jobs updates and start-next
+/// requests waiting for the connection; each is well under 1 KiB).
+pub const JOBS_OUTBOX_BYTES: u64 = 64 * 1024;
+
+/// Jobs: messages from the Jobs service waiting for the jobs task (one job at a time: a few
+/// replies and notifications at most). Over it: dropped, logged, counted.
+pub const JOBS_INBOX_MESSAGES: usize = 16;
+
+/// Jobs: how often the jobs task looks at the control connection and a running deployment, ms.
+pub const JOBS_CHECK_MS: u64 = 500;
