@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod code;
+pub mod fetch;
 pub mod history;
 pub mod jobs;
 pub mod jobs_task;

@@ -277,3 +277,13 @@ pub const JOBS_INBOX_MESSAGES: usize = 16;
 
 /// Jobs: how often the jobs task looks at the control connection and a running deployment, ms.
 pub const JOBS_CHECK_MS: u64 = 500;
+
+/// Jobs: download attempts per file before the job is FAILED (the issue: e.g. 5).
+pub const JOBS_DOWNLOAD_ATTEMPTS: u32 = 5;
+
+/// Jobs: first wait between download attempts, ms; doubled each time (0.5 + 1 + 2 + 4 s).
+pub const JOBS_DOWNLOAD_BACKOFF_MS: u64 = 500;
+
+/// Jobs: a download attempt fails when nothing arrives for this long, s. With the attempts
+/// and backoff above a file is given up within 5 × 15 + 7.5 s, under the issue's 2 minutes.
+pub const JOBS_DOWNLOAD_IDLE_SECS: u64 = 15;

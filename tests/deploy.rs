@@ -150,34 +150,6 @@ fn connacks(sub: &Bg) -> usize {
     sub.text().matches("received CONNACK").count()
 }
 
-/// A zip made by Python's zipfile: `(name, content)` files; a content starting with `->` makes
-/// a symbolic link to the rest.
-fn make_zip(path: &Path, entries: &[(&str, &str)]) {
-    let mut script = String::from(
-        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\n",
-    );
-    for (name, content) in entries {
-        match content.strip_prefix("->") {
-            Some(target) => script.push_str(&format!(
-                "i = zipfile.ZipInfo({name:?}); i.external_attr = 0o120777 << 16\nz.writestr(i, {target:?})\n"
-            )),
-            None => script.push_str(&format!("z.writestr({name:?}, {content:?})\n")),
-        }
-    }
-    script.push_str("z.close()\n");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .arg(path)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Files under `dir`, relative, sorted.
 fn tree(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -194,14 +166,6 @@ fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut v);
     v.sort();
     v
-}
-
-/// A group with one user function `f1` (and the devices/subscriptions of `base`).
-fn with_function(base: &str, id: &str) -> String {
-    let f = format!(
-        r#""FunctionDefinitionVersion":{{"Functions":[{{"Id":"{id}","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:{id}:1","FunctionConfiguration":{{"Executable":"main.py","Timeout":3,"Environment":{{"Execution":{{"IsolationMode":"NoContainer"}}}}}}}}]}},"#
-    );
-    base.replacen('{', &format!("{{{f}"), 1)
 }
 
 #[test]
@@ -257,7 +221,7 @@ fn every_refused_deployment_keeps_the_old_group_serving() {
     let sb = rig.subscribe(&rig.b, "sub-b");
     let before = fs::read(rig.root.group_file()).unwrap();
     let dir = rig.root.dir.path();
-    let two_f = with_function(&rig.group_two(), "f1");
+    let two_f = group_with_function(&rig.group_two(), "f1");
     let (escape, link, ok_zip) = (
         dir.join("escape.zip"),
         dir.join("link.zip"),
@@ -356,7 +320,7 @@ fn code_is_installed_exactly_kept_without_lambda_and_removed_with_its_function()
     fs::create_dir_all(dir2.join("pkg")).unwrap();
     fs::write(dir2.join("main.py"), "v2").unwrap();
     fs::write(dir2.join("pkg/x.py"), "x").unwrap();
-    let g = rig.file("f.json", &with_function(&rig.group_two(), "f1"));
+    let g = rig.file("f.json", &group_with_function(&rig.group_two(), "f1"));
     // The daemon is stopped: installed now, applied at the next start.
     let (code, out, err) = rig.deploy(&g, &["--lambda", &format!("f1={}", zip1.display())]);
     assert_eq!(code, 0, "{out}{err}");
@@ -411,7 +375,7 @@ fn kill_9_at_random_points_leaves_exactly_the_old_or_the_new_deployment() {
         let subs: Vec<(String, String, String)> = (0..=v)
             .map(|i| (a.clone(), format!("v{v}/{i}"), b.clone()))
             .collect();
-        let g = with_function(&group_json_with(&[&rig.a, &rig.b], &subs), "f1");
+        let g = group_with_function(&group_json_with(&[&rig.a, &rig.b], &subs), "f1");
         versions.push((rig.file(&format!("v{v}.json"), &g), code, g));
     }
     let (code, out, err) = rig.deploy(
@@ -484,7 +448,7 @@ fn reset_removes_what_the_guide_says_and_keeps_config_and_certs() {
     let dir = rig.root.dir.path();
     let zip = dir.join("f.zip");
     make_zip(&zip, &[("main.py", "x")]);
-    let g = rig.file("f.json", &with_function(&rig.group_one(), "f1"));
+    let g = rig.file("f.json", &group_with_function(&rig.group_one(), "f1"));
     let (code, out, err) = rig.deploy(&g, &["--lambda", &format!("f1={}", zip.display())]);
     assert_eq!(code, 0, "{out}{err}");
     let w = rig.root.write_dir();

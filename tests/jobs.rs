@@ -85,6 +85,18 @@ fn updates(service: &Bg, job: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the service recorded a final status for `job`.
+fn wait_final(rig: &Rig, service: &Bg, daemon: &Daemon, job: &str, patience: std::time::Duration) {
+    assert!(
+        wait_until(patience, || updates(service, job)
+            .iter()
+            .any(|l| terminal(l))),
+        "{job}: service:\n{}\ncore:\n{}",
+        service.text(),
+        log_text(&rig.root, daemon)
+    );
+}
+
 fn terminal(line: &str) -> bool {
     [" SUCCEEDED ", " FAILED ", " REJECTED "]
         .iter()
@@ -101,14 +113,7 @@ fn jobs_succeed_fail_and_reject_one_at_a_time() {
         ("j-op", r#"{"operation":"reboot"}"#.to_string()),
     ]);
     let daemon = rig.start(&[]);
-    assert!(
-        wait_until(PATIENCE * 2, || updates(&service, "j-op")
-            .iter()
-            .any(|l| terminal(l))),
-        "service:\n{}\ncore:\n{}",
-        service.text(),
-        log_text(&rig.root, &daemon)
-    );
+    wait_final(&rig, &service, &daemon, "j-op", PATIENCE * 2);
     let (ok, bad, op) = (
         updates(&service, "j-ok"),
         updates(&service, "j-bad"),
@@ -182,14 +187,7 @@ fn a_job_interrupted_by_kill_9_still_ends_with_a_status() {
         service.text()
     );
     let daemon = rig.start(&[]);
-    assert!(
-        wait_until(PATIENCE * 2, || updates(&service, "j1")
-            .iter()
-            .any(|l| terminal(l))),
-        "{}\n{}",
-        service.text(),
-        log_text(&rig.root, &daemon)
-    );
+    wait_final(&rig, &service, &daemon, "j1", PATIENCE * 2);
     let u = updates(&service, "j1");
     assert_eq!(u.iter().filter(|l| terminal(l)).count(), 1, "{u:?}");
     assert!(u.last().unwrap().contains(" SUCCEEDED "), "{u:?}");
@@ -201,5 +199,100 @@ fn a_job_interrupted_by_kill_9_still_ends_with_a_status() {
             .join("ggc/var/state/deployments/job.json")
             .exists(),
         "the job file is removed once reported"
+    );
+}
+
+/// SHA-256 (hex) of a file, by the openssl CLI.
+fn sha256_of(path: &Path) -> String {
+    let out = openssl(&["dgst", "-sha256", "-r", path.to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn downloads_are_verified_before_staging_and_retried_then_failed() {
+    let rig = rig("jobs-dl");
+    // The file server: HTTPS with a certificate from the test CA (the core trusts it through
+    // crypto.caPath = root.ca.pem); the files live in `files/`.
+    let files = rig.cloud.path("files");
+    fs::create_dir_all(&files).unwrap();
+    let a = rig.a.thing_arn();
+    let group = group_with_function(
+        &group_json_with(&[&rig.a], &[(a.as_str(), "up/dl", "cloud")]),
+        "f1",
+    );
+    fs::write(files.join("group.json"), &group).unwrap();
+    let zip = files.join("f1.zip");
+    make_zip(&zip, &[("main.py", "print(1)"), ("lib/util.py", "x = 1")]);
+    let port = free_port();
+    let mut cmd = Command::new(python());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/https_files.py"))
+        .arg(port.to_string())
+        .arg(rig.cloud.path("server.pem"))
+        .arg(rig.cloud.path("server.key"))
+        .arg(&files);
+    let server = Bg::spawn(cmd, rig.cloud.path("files.out"));
+    assert!(
+        server.wait_for("ready"),
+        "{}{}",
+        server.text(),
+        server.errors()
+    );
+    let url = |f: &str| format!("https://localhost:{port}/{f}?X-Amz-Signature=abc");
+    let (gsha, zsha) = (sha256_of(&files.join("group.json")), sha256_of(&zip));
+    let doc = |gsha: &str, zurl: &str| {
+        format!(
+            r#"{{"operation":"sprig.deploy","groupUrl":"{}","groupSha256":"{gsha}","lambdas":[{{"id":"f1","url":"{zurl}","sha256":"{zsha}"}}]}}"#,
+            url("group.json")
+        )
+    };
+    let dead = format!("https://127.0.0.1:{}/f1.zip", free_port());
+    let service = rig.service(&[
+        ("j-dl", doc(&gsha, &url("f1.zip"))),
+        ("j-hash", doc(&"0".repeat(64), &url("f1.zip"))),
+        ("j-dead", doc(&gsha, &dead)),
+    ]);
+    let daemon = rig.start(&[]);
+    wait_final(&rig, &service, &daemon, "j-dead", PATIENCE * 3);
+    let ok = updates(&service, "j-dl");
+    assert!(ok.last().unwrap().contains(" SUCCEEDED "), "{ok:?}");
+    let lambda = rig.root.write_dir().join("ggc/deployment/lambda/f1");
+    assert_eq!(
+        fs::read_to_string(lambda.join("main.py")).unwrap(),
+        "print(1)"
+    );
+    assert!(lambda.join("lib/util.py").exists());
+    assert_eq!(fs::read_to_string(rig.root.group_file()).unwrap(), group);
+    let hash = updates(&service, "j-hash");
+    assert!(
+        hash.last().unwrap().contains(" FAILED ")
+            && hash.last().unwrap().contains("SHA-256 mismatch"),
+        "{hash:?}"
+    );
+    let dead_u = updates(&service, "j-dead");
+    assert!(
+        dead_u.last().unwrap().contains(" FAILED ")
+            && dead_u.last().unwrap().contains("failed 5 times"),
+        "{dead_u:?}"
+    );
+    // Neither failure changed the deployed group or code; the group was fetched with the
+    // presigned query string.
+    assert_eq!(fs::read_to_string(rig.root.group_file()).unwrap(), group);
+    assert!(lambda.join("main.py").exists());
+    assert!(
+        server
+            .text()
+            .contains("GET /group.json?X-Amz-Signature=abc"),
+        "{}",
+        server.text()
+    );
+    let (_, hist, _) = rig.root.sprig("deploy", &["--status"]);
+    assert_eq!(
+        hist.lines().count(),
+        1,
+        "failed downloads never start a deployment: {hist}"
     );
 }

@@ -37,7 +37,7 @@ use crate::spool::{PushError, Spool, SpoolStats};
 pub mod dns;
 pub mod link;
 pub mod proxy;
-mod task;
+pub(crate) mod task;
 pub mod tls;
 
 /// Where cloud messages go: the app's work queue. `deliver` returns `false` when the message

@@ -14,8 +14,9 @@
 //!   IN_PROGRESS before any work, then SUCCEEDED, FAILED or REJECTED with a `reason`.
 //!
 //! One job at a time. The job document (README "Fleet deployments"):
-//! `{"operation": "sprig.deploy", "group": {...}}`. `groupUrl`/`lambdas` (HTTPS downloads)
-//! are not built: such a job is REJECTED with that reason, as is any other operation.
+//! `{"operation": "sprig.deploy", "group": {...} | "groupUrl": "https://...", "groupSha256":
+//! "<hex>", "lambdas": [{"id", "url", "sha256"}]}`. Any other operation, or a document that
+//! does not fit this shape, is REJECTED with the reason.
 
 use crate::json::{self, Value};
 
@@ -30,10 +31,12 @@ pub enum Action {
         topic: String,
         payload: String,
     },
-    /// Run a deployment of this group.json text for this job.
+    /// Download what `plan` names, then deploy it for this job (`document`: the job
+    /// document as JSON text, kept to resume after a restart).
     Deploy {
         job_id: String,
-        group_json: String,
+        plan: JobPlan,
+        document: String,
     },
     Log(String),
 }
@@ -177,7 +180,14 @@ impl Jobs {
         self.state = State::Working(job_id.clone());
         let mut out = vec![self.update(&job_id, "IN_PROGRESS", &[("step", "validating")])];
         match plan(exec.get("jobDocument")) {
-            Ok(group_json) => out.push(Action::Deploy { job_id, group_json }),
+            Ok(plan) => out.push(Action::Deploy {
+                job_id,
+                plan,
+                document: exec
+                    .get("jobDocument")
+                    .map(json::to_string)
+                    .unwrap_or_default(),
+            }),
             Err(reason) => {
                 out.extend(self.finished(&job_id, "REJECTED", &[("reason", &reason)]));
             }
@@ -222,8 +232,46 @@ fn quote(s: &str) -> String {
     json::to_string(&Value::String(s.to_string()))
 }
 
-/// The group.json text of a job document, or why the job is rejected.
-pub fn plan(doc: Option<&Value>) -> Result<String, String> {
+/// A file to download and its expected SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub url: super::fetch::Url,
+    pub sha256: String,
+}
+
+/// Where the group comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSource {
+    Inline(String),
+    Download(Fetch),
+}
+
+/// What a `sprig.deploy` job deploys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPlan {
+    pub group: GroupSource,
+    /// Function Id and its code zip.
+    pub lambdas: Vec<(String, Fetch)>,
+}
+
+fn fetch_of(v: &Value, url_key: &str, sha_key: &str, what: &str) -> Result<Fetch, String> {
+    let url = v
+        .get(url_key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{what}: \"{url_key}\" must be a string"))?;
+    let sha = v
+        .get(sha_key)
+        .and_then(Value::as_str)
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("{what}: \"{sha_key}\" must be 64 hex digits (SHA-256)"))?;
+    Ok(Fetch {
+        url: super::fetch::Url::parse(url).map_err(|e| format!("{what}: {e}"))?,
+        sha256: sha.to_ascii_lowercase(),
+    })
+}
+
+/// What a job document asks for, or why the job is rejected.
+pub fn plan(doc: Option<&Value>) -> Result<JobPlan, String> {
     let doc = doc.ok_or("the job has no jobDocument")?;
     match doc.get("operation").and_then(Value::as_str) {
         Some("sprig.deploy") => {}
@@ -234,19 +282,46 @@ pub fn plan(doc: Option<&Value>) -> Result<String, String> {
         }
         None => return Err("the job document has no \"operation\"".into()),
     }
-    if doc.get("groupUrl").is_some() || doc.get("lambdas").is_some() {
-        return Err(
-            "groupUrl and lambdas (HTTPS downloads) are not supported by this sprig yet; put the group inline as \"group\"".into(),
-        );
+    let group = match (doc.get("group"), doc.get("groupUrl")) {
+        (Some(_), Some(_)) => return Err("give \"group\" or \"groupUrl\", not both".into()),
+        (Some(g @ Value::Object(_)), None) => GroupSource::Inline(json::to_string(g)),
+        (Some(other), None) => {
+            return Err(format!(
+                "\"group\" must be an object, found {}",
+                other.describe()
+            ))
+        }
+        (None, Some(_)) => {
+            GroupSource::Download(fetch_of(doc, "groupUrl", "groupSha256", "groupUrl")?)
+        }
+        (None, None) => {
+            return Err("the job document has neither \"group\" nor \"groupUrl\"".into())
+        }
+    };
+    let mut lambdas: Vec<(String, Fetch)> = Vec::new();
+    if let Some(list) = doc.get("lambdas") {
+        let items = list.as_array().ok_or("\"lambdas\" must be an array")?;
+        if items.len() > crate::limits::DEPLOY_MAX_LAMBDA_ARGS {
+            return Err(format!(
+                "{} lambdas; at most {}",
+                items.len(),
+                crate::limits::DEPLOY_MAX_LAMBDA_ARGS
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            let what = format!("lambdas[{i}]");
+            let id = item
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{what}: \"id\" must be a string"))?;
+            super::safe_id(id).map_err(|e| format!("{what}: {e}"))?;
+            if lambdas.iter().any(|(x, _)| x == id) {
+                return Err(format!("{what}: function {id} is listed twice"));
+            }
+            lambdas.push((id.to_string(), fetch_of(item, "url", "sha256", &what)?));
+        }
     }
-    match doc.get("group") {
-        Some(g @ Value::Object(_)) => Ok(json::to_string(g)),
-        Some(other) => Err(format!(
-            "\"group\" must be an object, found {}",
-            other.describe()
-        )),
-        None => Err("the job document has no \"group\"".into()),
-    }
+    Ok(JobPlan { group, lambdas })
 }
 
 #[cfg(test)]
@@ -275,8 +350,8 @@ mod tests {
         let p = publishes(&a);
         assert_eq!(p[0].0, format!("{B}/j1/update"));
         assert!(p[0].1.contains("\"IN_PROGRESS\""));
-        assert!(matches!(&a[1], Action::Deploy { job_id, group_json }
-            if job_id == "j1" && group_json == r#"{"DeviceDefinitionVersion":{"Devices":[]}}"#));
+        assert!(matches!(&a[1], Action::Deploy { job_id, plan, .. }
+            if job_id == "j1" && plan.group == GroupSource::Inline(r#"{"DeviceDefinitionVersion":{"Devices":[]}}"#.into())));
         assert_eq!(j.current(), Some("j1"));
         // A notify-next while busy does not start a second job.
         let n = j.message(
@@ -307,9 +382,13 @@ mod tests {
             ),
             (
                 r#"{"operation":"sprig.deploy","groupUrl":"https://x"}"#,
-                "not supported",
+                "groupSha256",
             ),
-            (r#"{"operation":"sprig.deploy"}"#, "no \\\"group\\\""),
+            (
+                r#"{"operation":"sprig.deploy","group":{},"lambdas":[{"id":"../x","url":"https://h/","sha256":"00"}]}"#,
+                "lambdas[0]: function Id",
+            ),
+            (r#"{"operation":"sprig.deploy"}"#, "neither"),
         ] {
             let mut j = Jobs::new("core");
             j.connected();

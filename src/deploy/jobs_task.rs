@@ -2,6 +2,9 @@
 //! name, its own in-memory outbox of [`limits::JOBS_OUTBOX_BYTES`]), the inbox of Jobs
 //! messages, and the deployments it runs.
 //!
+//! Files a job names (`groupUrl`, `lambdas[].url`) are downloaded first ([`fetch`]: HTTPS,
+//! streamed to `ggc/var/state/deployments/job/`, at most [`limits::JOBS_DOWNLOAD_ATTEMPTS`]
+//! attempts with backoff) and their SHA-256 checked before anything is staged.
 //! A job's deployment runs as a child process, `sprig deploy FILE -r ROOT --id ID` (the same
 //! validation, staging, commit and SIGHUP to this daemon as on the command line), so the event
 //! loop never waits on unzip or fsync. The task learns the outcome from the deployment history
@@ -20,8 +23,9 @@ use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::future;
 
+use super::fetch;
 use super::history::{self, Status};
-use super::jobs::{Action, Jobs, MAX_JOBS_MESSAGE_BYTES};
+use super::jobs::{Action, Fetch, GroupSource, JobPlan, Jobs, MAX_JOBS_MESSAGE_BYTES};
 use crate::cloud::{Cloud, CloudSettings, LinkState};
 use crate::config::Config;
 use crate::json::{self, Value};
@@ -85,6 +89,8 @@ pub fn start(ex: &LocalExecutor<'_>, config: &Config, link: &CloudSettings) -> R
     });
     let runner = Runner {
         config: config.clone(),
+        link: link.clone(),
+        work: None,
         jobs,
         cloud,
         handle: handle.clone(),
@@ -131,6 +137,10 @@ struct Running {
 
 struct Runner {
     config: Config,
+    /// The cloud link's settings (caPath, proxy) for downloads.
+    link: CloudSettings,
+    /// A job to download and deploy (taken by the loop).
+    work: Option<(String, JobPlan, String)>,
     jobs: Jobs,
     cloud: Cloud,
     handle: Rc<JobsLink>,
@@ -142,8 +152,9 @@ fn job_file(write_dir: &Path) -> PathBuf {
     history::dir(write_dir).join("job.json")
 }
 
-fn job_group_file(write_dir: &Path) -> PathBuf {
-    history::dir(write_dir).join("job-group.json")
+/// Where a job's files are downloaded (emptied for every job).
+fn job_dir(write_dir: &Path) -> PathBuf {
+    history::dir(write_dir).join("job")
 }
 
 impl Runner {
@@ -168,6 +179,9 @@ impl Runner {
                 let a = self.jobs.message(&topic, &payload);
                 self.act(a);
             }
+            if let Some((job_id, plan, document)) = self.work.take() {
+                self.execute(&job_id, plan, &document).await;
+            }
             self.check_running();
             let mut c = self.handle.state.borrow_mut();
             c.current = self.jobs.current().map(str::to_string);
@@ -178,11 +192,16 @@ impl Runner {
     /// A job left by the previous run: report its deployment's outcome, or run it again.
     fn resume(&mut self) {
         let w = self.config.write_dir.clone();
-        let Ok(Some(bytes)) = super::read_capped(&job_file(&w), MAX_JOBS_MESSAGE_BYTES as u64)
+        let Ok(Some(bytes)) = super::read_capped(&job_file(&w), 2 * MAX_JOBS_MESSAGE_BYTES as u64)
         else {
             return;
         };
-        let doc = json::parse(&bytes, MAX_JOBS_MESSAGE_BYTES, 4).ok();
+        let doc = json::parse(
+            &bytes,
+            2 * MAX_JOBS_MESSAGE_BYTES,
+            crate::limits::MAX_JSON_DEPTH,
+        )
+        .ok();
         let field = |k: &str| {
             doc.as_ref()
                 .and_then(|d| d.get(k))
@@ -196,29 +215,31 @@ impl Runner {
         };
         log::info!("jobs: job {job_id} was in progress when the core stopped; finishing it");
         self.jobs.resume(&job_id);
-        self.running = Some(Running {
-            job_id: job_id.clone(),
-            deployment_id: dep,
-            pid: None,
-            gone_rounds: 0,
-        });
-        // Its deployment's final status, if it has one, is reported by check_running; if it
-        // never started (no status), it is run again.
-        let known = self
-            .running
-            .as_ref()
-            .and_then(|r| final_status(&w, &r.deployment_id));
-        if known.is_none() {
-            match std::fs::read_to_string(job_group_file(&w)) {
-                Ok(group_json) => self.deploy(&job_id, &group_json),
-                Err(e) => {
-                    let a = self.jobs.deployed(
-                        &job_id,
-                        Err(format!("the job's group was lost at a restart: {e}")),
-                    );
-                    self.running = None;
-                    self.act(a);
-                }
+        if final_status(&w, &dep).is_some() {
+            // Reported by check_running on the first round.
+            self.running = Some(Running {
+                job_id,
+                deployment_id: dep,
+                pid: None,
+                gone_rounds: 0,
+            });
+            return;
+        }
+        let document = doc.as_ref().and_then(|d| d.get("document"));
+        match super::jobs::plan(document) {
+            Ok(plan) => {
+                self.work = Some((
+                    job_id,
+                    plan,
+                    document.map(json::to_string).unwrap_or_default(),
+                ))
+            }
+            Err(e) => {
+                let a = self
+                    .jobs
+                    .deployed(&job_id, Err(format!("cannot resume: {e}")));
+                self.finish();
+                self.act(a);
             }
         }
     }
@@ -230,7 +251,11 @@ impl Runner {
                     self.count(&payload);
                     let _ = self.cloud.publish(&topic, Bytes::from(payload));
                 }
-                Action::Deploy { job_id, group_json } => self.deploy(&job_id, &group_json),
+                Action::Deploy {
+                    job_id,
+                    plan,
+                    document,
+                } => self.work = Some((job_id, plan, document)),
                 Action::Log(m) => log::warn!("{m}"),
             }
         }
@@ -250,51 +275,60 @@ impl Runner {
         }
     }
 
-    /// Writes the job file and the group, then starts `sprig deploy` for them.
-    fn deploy(&mut self, job_id: &str, group_json: &str) {
+    /// Records the job, downloads and verifies its files, then starts `sprig deploy`.
+    async fn execute(&mut self, job_id: &str, plan: JobPlan, document: &str) {
         let w = self.config.write_dir.clone();
         let dep = format!("job-{}", super::new_id());
+        let doc = json::parse(
+            document.as_bytes(),
+            MAX_JOBS_MESSAGE_BYTES,
+            crate::limits::MAX_JSON_DEPTH,
+        )
+        .unwrap_or(Value::Null);
         let record = Value::Object(vec![
             ("jobId".into(), Value::String(job_id.into())),
             ("deploymentId".into(), Value::String(dep.clone())),
+            ("document".into(), doc),
         ]);
-        let written =
-            super::write_durably(&job_group_file(&w), group_json.as_bytes()).and_then(|()| {
-                super::write_durably(&job_file(&w), json::to_string(&record).as_bytes())
-            });
-        let spawned = written
-            .map_err(|e| format!("cannot write the job's files: {e}"))
-            .and_then(|()| {
-                let log = std::fs::File::create(history::dir(&w).join("job-deploy.log"))
-                    .map_err(|e| format!("cannot create job-deploy.log: {e}"))?;
-                let exe = std::env::current_exe()
-                    .map_err(|e| format!("cannot find sprig itself: {e}"))?;
-                std::process::Command::new(exe)
-                    .arg("deploy")
-                    .arg(job_group_file(&w))
-                    .arg("-r")
-                    .arg(&self.config.root)
-                    .args(["--id", &dep])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                    .stderr(log)
-                    .spawn()
-                    .map_err(|e| format!("cannot start sprig deploy: {e}"))
-            });
-        match spawned {
-            Ok(child) => {
-                log::info!(
-                    "jobs: job {job_id}: deployment {dep} started (pid {})",
-                    child.id()
-                );
+        let result = async {
+            let dir = job_dir(&w);
+            super::txn::remove_tree(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            super::write_durably(&job_file(&w), json::to_string(&record).as_bytes())
+                .map_err(|e| format!("cannot write the job file: {e}"))?;
+            let group = dir.join("group.json");
+            match &plan.group {
+                GroupSource::Inline(text) => super::write_file_synced(&group, text.as_bytes())
+                    .map_err(|e| format!("{}: {e}", group.display()))?,
+                GroupSource::Download(f) => {
+                    self.fetch("groupUrl", f, &group, limits::MAX_GROUP_JSON_BYTES as u64)
+                        .await?
+                }
+            }
+            let mut lambdas = Vec::new();
+            for (id, f) in &plan.lambdas {
+                let zip = dir.join(format!("lambda-{id}.zip"));
+                self.fetch(
+                    &format!("lambda {id}"),
+                    f,
+                    &zip,
+                    limits::DEPLOY_MAX_CODE_BYTES,
+                )
+                .await?;
+                lambdas.push(format!("{id}={}", zip.display()));
+            }
+            self.spawn_deploy(&group, &lambdas, &dep)
+        }
+        .await;
+        match result {
+            Ok(pid) => {
+                log::info!("jobs: job {job_id}: deployment {dep} started (pid {pid})");
                 self.running = Some(Running {
                     job_id: job_id.to_string(),
                     deployment_id: dep,
-                    pid: Some(child.id() as i32),
+                    pid: Some(pid),
                     gone_rounds: 0,
                 });
-                // Not waited on: the daemon's SIGCHLD handler reaps it.
-                drop(child);
             }
             Err(e) => {
                 log::error!("jobs: job {job_id}: {e}");
@@ -303,6 +337,69 @@ impl Runner {
                 self.act(a);
             }
         }
+    }
+
+    /// Downloads `f` into `dest` with retries; the SHA-256 must match.
+    async fn fetch(&self, what: &str, f: &Fetch, dest: &Path, max: u64) -> Result<(), String> {
+        let ca = &self.link.ca;
+        let proxy = self.link.proxy.as_ref();
+        let idle = Duration::from_secs(limits::JOBS_DOWNLOAD_IDLE_SECS);
+        let mut wait = Duration::from_millis(limits::JOBS_DOWNLOAD_BACKOFF_MS);
+        let mut last = String::new();
+        for attempt in 1..=limits::JOBS_DOWNLOAD_ATTEMPTS {
+            match fetch::download(&f.url, dest, max, idle, ca, proxy).await {
+                Ok(sha) if sha == f.sha256 => return Ok(()),
+                Ok(sha) => {
+                    let _ = std::fs::remove_file(dest);
+                    return Err(format!(
+                        "{what}: SHA-256 mismatch: the document says {}, the download is {sha}; nothing was deployed",
+                        f.sha256
+                    ));
+                }
+                Err(e) => {
+                    log::warn!(
+                        "jobs: {what}: download attempt {attempt} of {} from {}: {e}",
+                        limits::JOBS_DOWNLOAD_ATTEMPTS,
+                        f.url.host
+                    );
+                    last = e;
+                }
+            }
+            if attempt < limits::JOBS_DOWNLOAD_ATTEMPTS {
+                Timer::after(wait).await;
+                wait *= 2;
+            }
+        }
+        let _ = std::fs::remove_file(dest);
+        Err(format!(
+            "{what}: download from {} failed {} times; last: {last}",
+            f.url.host,
+            limits::JOBS_DOWNLOAD_ATTEMPTS
+        ))
+    }
+
+    /// Starts `sprig deploy GROUP [--lambda ID=ZIP]... -r ROOT --id DEP`; its pid.
+    fn spawn_deploy(&self, group: &Path, lambdas: &[String], dep: &str) -> Result<i32, String> {
+        let w = &self.config.write_dir;
+        let log = std::fs::File::create(history::dir(w).join("job-deploy.log"))
+            .map_err(|e| format!("cannot create job-deploy.log: {e}"))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find sprig itself: {e}"))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("deploy").arg(group);
+        for l in lambdas {
+            cmd.args(["--lambda", l]);
+        }
+        let child = cmd
+            .arg("-r")
+            .arg(&self.config.root)
+            .args(["--id", dep])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start sprig deploy: {e}"))?;
+        // Not waited on: the daemon's SIGCHLD handler reaps it.
+        Ok(child.id() as i32)
     }
 
     /// Reports a running deployment that reached a final status.
@@ -341,7 +438,7 @@ impl Runner {
     fn finish(&mut self) {
         self.running = None;
         let _ = std::fs::remove_file(job_file(&self.config.write_dir));
-        let _ = std::fs::remove_file(job_group_file(&self.config.write_dir));
+        let _ = super::txn::remove_tree(&job_dir(&self.config.write_dir));
     }
 }
 
