@@ -12,6 +12,7 @@
 //! Exit codes: 0 success; 2 when the group or its code is refused (every problem on stderr,
 //! one per line); 1 for other failures (I/O, the lock held, config.json unreadable).
 
+pub mod adopt;
 pub mod apply;
 pub mod code;
 pub mod fetch;

@@ -510,3 +510,33 @@ fn reset_removes_what_the_guide_says_and_keeps_config_and_certs() {
     assert!(!w.join("ggc/var/state/spool").exists());
     assert!(rig.root.config_file().exists() && rig.root.certs().join("group-ca.pem").exists());
 }
+
+#[test]
+fn check_on_an_adopted_root_says_what_will_run_and_what_will_not() {
+    let rig = Rig::new("deploy-adopt");
+    // A root as GGC v1 left it: a group with the cloud spooler, a function with its code
+    // directory and one without, a connector and a resource.
+    let base = group_json_with(&[&rig.a], &[] as &[(&str, &str, &str)]);
+    let mut g = group_with_function(&base, "withcode");
+    g = g.replacen(
+        r#""Functions":["#,
+        r#""Functions":[{"Id":"spool","FunctionArn":"arn:aws:lambda:::function:GGCloudSpooler:1","FunctionConfiguration":{"Environment":{"Variables":{"GG_CONFIG_STORAGE_TYPE":"Memory"}}}},{"Id":"nocode","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:nocode:1","FunctionConfiguration":{"Executable":"main.py","Environment":{"Execution":{"IsolationMode":"NoContainer"}}}},"#,
+        1,
+    );
+    let extra = r#","ConnectorDefinitionVersion":{"Connectors":[{"Id":"c1","ConnectorArn":"arn:aws:greengrass:us-east-1::/connectors/SNS/versions/1","Parameters":{"DefaultSNSArn":"arn:aws:sns:us-east-1:123456789012:t"}}]},"ResourceDefinitionVersion":{"Resources":[{"Id":"cam","Name":"Camera","ResourceDataContainer":{"LocalDeviceResourceData":{"SourcePath":"/dev/null"}}}]}}"#;
+    g = format!("{}{extra}", &g[..g.len() - 1]);
+    rig.root.write_group(&g);
+    fs::create_dir_all(rig.lambda_dir("withcode")).unwrap();
+    fs::write(rig.lambda_dir("withcode").join("main.py"), "x").unwrap();
+    let (_, out, err) = rig.root.sprig("check", &[]);
+    for want in [
+        "will run: device A ",
+        "will run: function spool (GGCloudSpooler",
+        "will not run: function nocode (no code in ",
+        "will not run: function withcode (",
+        "will not run: connector c1 (",
+        "will not run: resource cam (Local.Device Camera",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}{err}");
+    }
+}
