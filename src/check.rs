@@ -23,9 +23,12 @@ pub fn run(args: &[OsString]) -> i32 {
         }
     };
     let report = check(&root);
-    for line in &report.plan {
-        println!("{line}");
-    }
+    // What will run is said after the verdict, so `ok:` stays the first line.
+    let plan = || {
+        for line in &report.plan {
+            println!("{line}");
+        }
+    };
     for w in &report.warnings {
         println!("warning: {w}");
     }
@@ -38,9 +41,11 @@ pub fn run(args: &[OsString]) -> i32 {
             report.errors.len(),
             root.display()
         );
+        plan();
         return EXIT_INVALID;
     }
     println!("ok: {}", report.summary);
+    plan();
     0
 }
 
