@@ -40,13 +40,14 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
+    replay("jobs_message", oracles::jobs_message);
 }
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, fn(&[u8])); 8] = [
+    let checks: [(&str, fn(&[u8])); 9] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -55,6 +56,7 @@ fn seeds_pass_the_oracles() {
         ("spool_record", oracles::spool_record),
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
+        ("jobs_message", oracles::jobs_message),
     ];
     for (target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
