@@ -172,7 +172,7 @@ fn a_job_interrupted_by_kill_9_still_ends_with_a_status() {
     let rig = rig("jobs-kill");
     let service = rig.service(&[("j1", rig.good_doc("up/one"))]);
     // The deployment pauses between its steps: the core dies while it runs.
-    let mut daemon = rig.start(&[("SPRIG_TEST_DEPLOY_PAUSE_MS", "400")]);
+    let mut daemon = rig.start(&[("SPRIG_TEST_DEPLOY_PAUSE_MS", "1500")]);
     assert!(
         wait_until(PATIENCE, || !updates(&service, "j1").is_empty()),
         "{}\n{}",
