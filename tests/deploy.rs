@@ -455,7 +455,7 @@ fn reset_removes_what_the_guide_says_and_keeps_config_and_certs() {
     let user_log = w.join("ggc/var/log/user/us-east-1/123456789012/f1.log");
     fs::create_dir_all(user_log.parent().unwrap()).unwrap();
     fs::write(&user_log, "log").unwrap();
-    fs::create_dir_all(w.join("ggc/var/state/shadow")).unwrap();
+    fs::create_dir_all(w.join("ggc/var/state/shadows")).unwrap();
     fs::create_dir_all(w.join("ggc/var/state/spool")).unwrap();
     fs::write(w.join("ggc/var/state/spool/head"), "0").unwrap();
     let daemon = rig.start();
@@ -480,7 +480,7 @@ fn reset_removes_what_the_guide_says_and_keeps_config_and_certs() {
         w.join("ggc/var/state/group.last-good.json"),
         rig.lambda_dir("f1"),
         w.join("ggc/var/log/user"),
-        w.join("ggc/var/state/shadow"),
+        w.join("ggc/var/state/shadows"),
         w.join("ggc/var/state/server"),
     ] {
         assert!(!gone.exists(), "{} still exists", gone.display());

@@ -41,13 +41,15 @@ fn other_targets_reproducers() {
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
     replay("jobs_message", oracles::jobs_message);
+    replay("shadow_request", oracles::shadow_requests);
 }
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, fn(&[u8])); 9] = [
+    type Check = (&'static str, fn(&[u8]));
+    let checks: [Check; 10] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -57,6 +59,7 @@ fn seeds_pass_the_oracles() {
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
         ("jobs_message", oracles::jobs_message),
+        ("shadow_request", oracles::shadow_requests),
     ];
     for (target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();

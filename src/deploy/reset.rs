@@ -1,7 +1,7 @@
 //! `sprig reset [--force] [-r ROOT]`: the guide's ResetDeployments on the core (seed-C §5):
 //! the deployed group (and its last-good copy, so a restart does not bring it back), function
 //! code (`ggc/deployment/lambda`, `mlmodel`), user logs (`ggc/var/log/user`), the local shadow
-//! database (`ggc/var/state/shadow`) and the local server certificate (`ggc/var/state/server`)
+//! database (`ggc/var/state/shadows`) and the local server certificate (`ggc/var/state/server`)
 //! are removed; config.json, `certs/` and the cloud spool are kept. `--force` also removes the
 //! cloud spool (`ggc/var/state/spool`), and is refused while the core runs (it holds the
 //! spool open). A running core is told (SIGHUP) and goes on with the empty group.
@@ -26,7 +26,7 @@ pub fn removed_paths(write_dir: &Path, force: bool) -> Vec<PathBuf> {
         gg.join("deployment").join("lambda"),
         gg.join("deployment").join("mlmodel"),
         gg.join("var").join("log").join("user"),
-        state.join("shadow"),
+        crate::shadow::store::shadow_dir(write_dir),
         state.join("server"),
     ];
     if force {
