@@ -41,6 +41,7 @@ fn other_targets_reproducers() {
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
     replay("discovery_request", oracles::discovery_request);
+    replay("shadow_request", oracles::shadow_requests);
 }
 
 /// A fuzz target's name and its oracle.
@@ -50,7 +51,7 @@ type Check = (&'static str, fn(&[u8]));
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [Check; 9] = [
+    let checks: [Check; 10] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -60,6 +61,7 @@ fn seeds_pass_the_oracles() {
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
         ("discovery_request", oracles::discovery_request),
+        ("shadow_request", oracles::shadow_requests),
     ];
     for (target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();

@@ -13,6 +13,7 @@ messages arriving in onMessage, publish(topic, json, qos). The one change: the S
 timeout (5 s for a SUBACK/PUBACK) is raised to 60 s so a loaded test machine cannot fail it.
 """
 import json
+import logging
 import sys
 import threading
 import time
@@ -137,17 +138,25 @@ def cmd_shadow_get(port, ca, cert, key, cid, thing, timeout):
     s.disconnect()
 
 
-def main():
+def dispatch(commands):
+    """Runs `commands[argv[1]](PORT, CA, CERT, KEY, CLIENT_ID, *ARGS)` from the command line;
+    an exception becomes an `error ...` line and exit 1 (see client_main.run)."""
     cmd = sys.argv[1]
     port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-    command = {
-        "subscriber": cmd_subscriber,
-        "publisher": cmd_publisher,
-        "connect": cmd_connect,
-        "suback": cmd_suback,
-        "shadow-get": cmd_shadow_get,
-    }[cmd]
-    client_main.run(command, port, ca, cert, key, cid, *sys.argv[7:])
+    client_main.run(commands[cmd], port, ca, cert, key, cid, *sys.argv[7:])
+
+
+def main():
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    dispatch(
+        {
+            "subscriber": cmd_subscriber,
+            "publisher": cmd_publisher,
+            "connect": cmd_connect,
+            "suback": cmd_suback,
+            "shadow-get": cmd_shadow_get,
+        }
+    )
 
 
 if __name__ == "__main__":
