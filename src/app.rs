@@ -202,6 +202,43 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     Ok(())
 }
 
+/// The shadow sync's view of the cloud link.
+struct SyncPort(Cloud);
+
+impl crate::shadow::service::CloudPort for SyncPort {
+    fn send(&self, topic: &str, payload: Bytes) -> bool {
+        self.0.publish(topic, payload).is_ok()
+    }
+    fn connected(&self) -> bool {
+        self.0.connected()
+    }
+}
+
+/// The things that have shadows: the core (config.json's thing and the group's cores) and every
+/// device, with their SyncShadow flag.
+fn shadow_things(config: &Config, group: &Group) -> Vec<(String, bool)> {
+    let mut things: Vec<(String, bool)> = Vec::new();
+    let mut add = |name: &str, sync: bool| {
+        if name.is_empty() {
+            return;
+        }
+        match things.iter_mut().find(|(n, _)| n == name) {
+            Some(t) => t.1 |= sync,
+            None => things.push((name.to_string(), sync)),
+        }
+    };
+    for c in &group.cores {
+        if let Some(n) = crate::config::core::thing_name_of(&c.thing_arn) {
+            add(n, c.sync_shadow);
+        }
+    }
+    add(&config.core_thing.thing_name, false);
+    for d in &group.devices {
+        add(&d.thing_name, d.sync_shadow);
+    }
+    things
+}
+
 type DiscoveryParts = (
     Rc<discovery::server::Discovery>,
     async_io::Async<std::net::TcpListener>,
@@ -257,43 +294,6 @@ fn start_discovery(
         &broker_tls.borrow(),
     )));
     Ok(Some((d, listener, tls)))
-}
-
-/// The shadow sync's view of the cloud link.
-struct SyncPort(Cloud);
-
-impl crate::shadow::service::CloudPort for SyncPort {
-    fn send(&self, topic: &str, payload: Bytes) -> bool {
-        self.0.publish(topic, payload).is_ok()
-    }
-    fn connected(&self) -> bool {
-        self.0.connected()
-    }
-}
-
-/// The things that have shadows: the core (config.json's thing and the group's cores) and every
-/// device, with their SyncShadow flag.
-fn shadow_things(config: &Config, group: &Group) -> Vec<(String, bool)> {
-    let mut things: Vec<(String, bool)> = Vec::new();
-    let mut add = |name: &str, sync: bool| {
-        if name.is_empty() {
-            return;
-        }
-        match things.iter_mut().find(|(n, _)| n == name) {
-            Some(t) => t.1 |= sync,
-            None => things.push((name.to_string(), sync)),
-        }
-    };
-    for c in &group.cores {
-        if let Some(n) = crate::config::core::thing_name_of(&c.thing_arn) {
-            add(n, c.sync_shadow);
-        }
-    }
-    add(&config.core_thing.thing_name, false);
-    for d in &group.devices {
-        add(&d.thing_name, d.sync_shadow);
-    }
-    things
 }
 
 fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {

@@ -40,8 +40,8 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
-    replay("discovery_request", oracles::discovery_request);
     replay("shadow_request", oracles::shadow_requests);
+    replay("discovery_request", oracles::discovery_request);
 }
 
 /// A fuzz target's name and its oracle.
@@ -51,7 +51,7 @@ type Check = (&'static str, fn(&[u8]));
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [Check; 10] = [
+    let checks: &[Check] = &[
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -60,10 +60,10 @@ fn seeds_pass_the_oracles() {
         ("spool_record", oracles::spool_record),
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
-        ("discovery_request", oracles::discovery_request),
         ("shadow_request", oracles::shadow_requests),
+        ("discovery_request", oracles::discovery_request),
     ];
-    for (target, check) in checks {
+    for &(target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
         assert!(!entries.is_empty(), "fuzz/seeds/{target} is empty");
         for e in entries {

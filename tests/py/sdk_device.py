@@ -13,7 +13,6 @@ messages arriving in onMessage, publish(topic, json, qos). The one change: the S
 timeout (5 s for a SUBACK/PUBACK) is raised to 60 s so a loaded test machine cannot fail it.
 """
 import json
-import logging
 import sys
 import threading
 import time
@@ -139,15 +138,14 @@ def cmd_shadow_get(port, ca, cert, key, cid, thing, timeout):
 
 
 def dispatch(commands):
-    """Runs `commands[argv[1]](PORT, CA, CERT, KEY, CLIENT_ID, *ARGS)` from the command line;
-    an exception becomes an `error ...` line and exit 1 (see client_main.run)."""
+    """Runs `commands[argv[1]](PORT, CA, CERT, KEY, CLIENT_ID, *ARGS)` from the command line
+    (tests/py/client_main.py prints an exception as an `error ...` line and exits 1)."""
     cmd = sys.argv[1]
     port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
     client_main.run(commands[cmd], port, ca, cert, key, cid, *sys.argv[7:])
 
 
 def main():
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     dispatch(
         {
             "subscriber": cmd_subscriber,
