@@ -17,6 +17,7 @@ use crate::cloud::{self, Cloud, CloudSettings};
 use crate::config::Endpoint;
 use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
+use crate::deploy::apply::Applier;
 use crate::discovery;
 use crate::limits;
 use crate::pki;
@@ -31,6 +32,8 @@ pub struct Core {
     pub group: Group,
     /// Children reaped on SIGCHLD (the Lambda runner's input).
     pub child_exits: ChildExits,
+    /// Notified on SIGHUP: a deployment or reset was installed (crate::deploy::apply).
+    pub reload: Rc<crate::workq::Notify>,
 }
 
 /// Why the application stopped other than by shutdown.
@@ -147,6 +150,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
                 settings.port,
                 settings.client_id(0)
             );
+            // Fleet deployments (issue 10): AWS IoT Jobs on the control connection `<thing>`.
+            let jobs = crate::deploy::jobs_task::start(ex, config, &settings);
+            status.add_section("jobs", Box::new(move || jobs.status()));
             let c = Cloud::start(ex, settings, spool, Box::new(inbound));
             hub.set_cloud_sink(Rc::new(c.clone()));
             if !shadows.synced_things().is_empty() {
@@ -163,6 +169,15 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     };
 
+    // Deployments (issue 10): the group is swapped in place when `sprig deploy` installs one.
+    // Hooks registered with `applier.on_group_applied` run after each swap (the Lambda
+    // runner's `apply` goes there).
+    let applier = Applier::new(config, &core.group, hub.clone(), core.reload.clone());
+    status.add_section("deployment", {
+        let a = applier.clone();
+        Box::new(move || a.status())
+    });
+    let _deployments = ex.spawn(applier.clone().run());
     // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort (bound when the group has
     // functions), workers as children.
     let runner = crate::lambda::shell::Runner::new(
@@ -188,6 +203,11 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         status.add_section("functions", Box::new(move || r1.status().0));
         status.add_section("ipc", Box::new(move || r2.status().1));
     }
+    // A deployment restarts the functions whose configuration or code changed (issue 10 → 12).
+    applier.on_group_applied({
+        let r = runner.clone();
+        Rc::new(move |g| r.apply(g))
+    });
 
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).

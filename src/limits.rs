@@ -229,6 +229,65 @@ pub const CLOUD_DNS_TIMEOUT_MS: u64 = 2_000;
 /// Cloud: rounds over the name servers in /etc/resolv.conf before a connect attempt fails.
 pub const CLOUD_DNS_ATTEMPTS: usize = 2;
 
+// deploy (issue 10: `sprig deploy`, hot apply, `sprig reset`)
+
+/// Deploy: total bytes of one function's unpacked code (a zip's entries or a directory's
+/// files), and the largest zip file read. The issue's default; a Lambda deployment package is
+/// at most 50 MB zipped / 250 MB unzipped on AWS, far more than a router's flash.
+pub const DEPLOY_MAX_CODE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Deploy: entries (files and directories) in one function's code. A Python package with its
+/// dependencies has a few hundred to a few thousand files.
+pub const DEPLOY_MAX_CODE_ENTRIES: usize = 10_000;
+
+/// Deploy: longest relative path of one code entry, bytes (well under Linux's PATH_MAX 4096
+/// once `WRITE_DIR/ggc/deployment/lambda/<Id>/` is in front of it).
+pub const DEPLOY_MAX_CODE_PATH_BYTES: usize = 1024;
+
+/// Deploy: longest function Id, in bytes; it names the code directory (the guide caps Ids and
+/// Names at 128 characters, seed-C §16).
+pub const DEPLOY_MAX_FUNCTION_ID_BYTES: usize = 128;
+
+/// Deploy: `--lambda` options on one command line (one per function of a group).
+pub const DEPLOY_MAX_LAMBDA_ARGS: usize = MAX_GROUP_FUNCTIONS;
+
+/// Deploy: deployments kept in `ggc/var/state/deployments/history.json`, newest first
+/// (`aws greengrass list-deployments` pages by 100; a router needs the recent ones).
+pub const DEPLOY_HISTORY_MAX: usize = 50;
+
+/// Deploy: longest failure reason kept per deployment, bytes (the first problems; the full
+/// list is printed by `sprig deploy` itself).
+pub const DEPLOY_REASON_MAX_BYTES: usize = 1024;
+
+/// Deploy: how often the running daemon looks at group.json and the deployment journal for a
+/// change nobody signalled, ms (the issue: applied within 5 s of `sprig deploy` returning).
+pub const DEPLOY_POLL_MS: u64 = 2_000;
+
+/// Deploy: how long `sprig start` waits for a running `sprig deploy` / `sprig reset` to let go
+/// of the deployment lock before it goes on without recovering leftovers, ms.
+pub const DEPLOY_LOCK_WAIT_MS: u64 = 10_000;
+
+/// Jobs: bytes of the control connection's in-memory outbox (Jobs updates and start-next
+/// requests waiting for the connection; each is well under 1 KiB).
+pub const JOBS_OUTBOX_BYTES: u64 = 64 * 1024;
+
+/// Jobs: messages from the Jobs service waiting for the jobs task (one job at a time: a few
+/// replies and notifications at most). Over it: dropped, logged, counted.
+pub const JOBS_INBOX_MESSAGES: usize = 16;
+
+/// Jobs: how often the jobs task looks at the control connection and a running deployment, ms.
+pub const JOBS_CHECK_MS: u64 = 500;
+
+/// Jobs: download attempts per file before the job is FAILED (the issue: e.g. 5).
+pub const JOBS_DOWNLOAD_ATTEMPTS: u32 = 5;
+
+/// Jobs: first wait between download attempts, ms; doubled each time (0.5 + 1 + 2 + 4 s).
+pub const JOBS_DOWNLOAD_BACKOFF_MS: u64 = 500;
+
+/// Jobs: a download attempt fails when nothing arrives for this long, s. With the attempts
+/// and backoff above a file is given up within 5 × 15 + 7.5 s, under the issue's 2 minutes.
+pub const JOBS_DOWNLOAD_IDLE_SECS: u64 = 15;
+
 // Shadow service (issue 9): AWS IoT Device Shadow limits, and the bounds of sprig's store.
 
 /// Largest desired + reported state of one shadow, bytes (metadata does not count): AWS IoT

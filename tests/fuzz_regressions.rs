@@ -40,6 +40,7 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
+    replay("jobs_message", oracles::jobs_message);
     replay("shadow_request", oracles::shadow_requests);
     replay("discovery_request", oracles::discovery_request);
     replay("ipc_request", oracles::ipc_request);
@@ -61,6 +62,7 @@ fn seeds_pass_the_oracles() {
         ("spool_record", oracles::spool_record),
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
+        ("jobs_message", oracles::jobs_message),
         ("shadow_request", oracles::shadow_requests),
         ("discovery_request", oracles::discovery_request),
         ("ipc_request", oracles::ipc_request),

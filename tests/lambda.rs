@@ -719,3 +719,70 @@ fn bench_lambda_round_trips() {
         threads(pid)
     );
 }
+
+#[test]
+fn a_deployment_restarts_only_the_function_with_new_code() {
+    let rig = rig(
+        "lambda-deploy",
+        &[
+            py_fun("keep", "counter.py", true, 5),
+            py_fun("change", "counter.py", true, 5),
+        ],
+        &[],
+        "",
+    );
+    let sub = sink(&rig, "sink");
+    publish(&rig, "in/keep", "{}");
+    publish(&rig, "in/change", "{}");
+    let keep1 = wait_received(&rig, &sub, "out/keep", 1);
+    let change1 = wait_received(&rig, &sub, "out/change", 1);
+    // New code for `change` (same handler, a fresh directory) and one more subscription, so
+    // the group differs too; `sprig deploy` installs both and the daemon applies them hot.
+    let code = rig.root.dir.path().join("new-change");
+    fs::create_dir_all(&code).unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lambda/counter.py"),
+        code.join("counter.py"),
+    )
+    .unwrap();
+    copy_dir(&sdk_dir(), &code.join("greengrasssdk"));
+    let group = fs::read_to_string(rig.root.group_file()).unwrap().replacen(
+        r#""Subscriptions":["#,
+        &format!(
+            r#""Subscriptions":[{{"Id":"extra","Source":"{}","Subject":"extra/t","Target":"{}"}},"#,
+            rig.dev.thing_arn(),
+            rig.sink.thing_arn()
+        ),
+        1,
+    );
+    let new_group = rig.root.dir.path().join("new-group.json");
+    fs::write(&new_group, group).unwrap();
+    let lambda_arg = format!("change={}", code.display());
+    let (st, out, err) = rig.root.sprig(
+        "deploy",
+        &[new_group.to_str().unwrap(), "--lambda", &lambda_arg],
+    );
+    assert!(st.success(), "sprig deploy: {out}{err}");
+    assert!(
+        wait_until(PATIENCE, || log_text(&rig.root, &rig.daemon)
+            .contains("new code deployed; restarting it")),
+        "{}",
+        log_text(&rig.root, &rig.daemon)
+    );
+    publish(&rig, "in/keep", "{}");
+    publish(&rig, "in/change", "{}");
+    let keep2 = wait_received(&rig, &sub, "out/keep", 2);
+    let change2 = wait_received(&rig, &sub, "out/change", 2);
+    assert_eq!(
+        field(&keep2[1], "count"),
+        "2",
+        "keep kept its worker: {keep2:?}"
+    );
+    assert_eq!(field(&keep2[1], "pid"), field(&keep1[0], "pid"));
+    assert_eq!(
+        field(&change2[1], "count"),
+        "1",
+        "change restarted: {change2:?}"
+    );
+    assert_ne!(field(&change2[1], "pid"), field(&change1[0], "pid"));
+}

@@ -119,7 +119,7 @@ pub async fn serve(
             log::warn!("{peer}: refused: {why}");
         }
         End::Replaced => {
-            log::info!("{peer} {who}: closed: a new connection with the same client id took over")
+            log::info!("{peer} {who}: closed: a new connection with the same client id took over, or a deployment removed the device")
         }
     }
 }

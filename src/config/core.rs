@@ -257,14 +257,18 @@ fn read_config(r: &mut Report, doc: &Value, root: &Path) -> Option<Config> {
     top.finish(r);
 
     let (mut core_thing, ct_retry) = core_thing?;
-    if sprig.discovery_port != 0 && sprig.discovery_port == core_thing.gg_mqtt_port {
-        r.error(
-            "sprig.discoveryPort",
-            format!(
-                "found {}, which is coreThing.ggMqttPort; pick another port (or 0 to disable discovery)",
-                sprig.discovery_port
-            ),
-        );
+    for (port, key) in [
+        (core_thing.gg_mqtt_port, "coreThing.ggMqttPort"),
+        (core_thing.gg_daemon_port, "coreThing.ggDaemonPort"),
+    ] {
+        if sprig.discovery_port != 0 && sprig.discovery_port == port {
+            r.error(
+                "sprig.discoveryPort",
+                format!(
+                    "found {port}, which is {key}; pick another port (or 0 to disable discovery)"
+                ),
+            );
+        }
     }
     let online = !is_offline_host(&core_thing.iot_host);
     if online {
@@ -1476,6 +1480,7 @@ mod tests {
         assert_eq!(c.sprig.connectivity[0].metadata, "lan");
         for (extra, key) in [
             (r#"{"discoveryPort":8883}"#, "sprig.discoveryPort"),
+            (r#"{"discoveryPort":8000}"#, "sprig.discoveryPort"),
             (r#"{"discoveryPort":70000}"#, "sprig.discoveryPort"),
             (r#"{"connectivity":{}}"#, "sprig.connectivity"),
             (

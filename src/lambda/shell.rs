@@ -113,6 +113,9 @@ struct Inner {
     /// brings the first one (`apply`), so a core without functions holds no port.
     listener: RefCell<Option<Rc<Async<TcpListener>>>>,
     listening: Notify,
+    /// Each function's code directory as last seen (device, inode, mtime): a deployment that
+    /// replaces the code (a new directory renamed in) restarts the function.
+    code_stamps: RefCell<HashMap<String, Option<(u64, u64, i64)>>>,
     stats: IpcStats,
     child_exits: ChildExits,
 }
@@ -172,7 +175,7 @@ impl Runner {
             config.runtime.max_concurrent_limit as usize,
             Instant::now(),
         );
-        Runner(Rc::new(Inner {
+        let runner = Runner(Rc::new(Inner {
             sup: RefCell::new(sup),
             ctx: RefCell::new(ctx),
             queue,
@@ -184,12 +187,24 @@ impl Runner {
             pipes_ready: Notify::default(),
             listener: RefCell::new(None),
             listening: Notify::default(),
+            code_stamps: RefCell::new(HashMap::new()),
             auth_timeout: Duration::from_millis(u64::from(
                 config.core_thing.system_component_auth_timeout,
             )),
             stats: IpcStats::default(),
             child_exits,
-        }))
+        }));
+        let functions: Vec<crate::config::Function> = runner
+            .0
+            .sup
+            .borrow()
+            .functions()
+            .map(|s| s.function.clone())
+            .collect();
+        for f in &functions {
+            runner.code_changed(f);
+        }
+        runner
     }
 
     /// Plugs in the shadow service for `GGShadowService` calls.
@@ -211,13 +226,36 @@ impl Runner {
     /// running (see [`Supervisor::apply`]).
     pub fn apply(&self, group: &Group) {
         self.0.ctx.borrow_mut().group_id = group.group_id.clone().unwrap_or_default();
-        self.0.sup.borrow_mut().apply(specs(group), Instant::now());
+        let specs = specs(group);
+        // Unchanged configuration but new code: restart too.
+        let new_code: Vec<String> = specs
+            .iter()
+            .filter(|s| self.code_changed(&s.function))
+            .map(|s| s.arn().to_string())
+            .collect();
+        self.0.sup.borrow_mut().apply(specs, Instant::now());
+        for arn in new_code {
+            log::info!("function {arn}: new code deployed; restarting it");
+            self.0.sup.borrow_mut().restart(&arn, Instant::now());
+        }
         if self.has_functions() {
             if let Err(e) = self.listen() {
                 log::error!("{e}: functions cannot reach the core");
             }
         }
         self.process();
+    }
+
+    /// Records the code directory's identity; true when it differs from the one last seen
+    /// (a function seen for the first time counts as unchanged: it has no workers yet).
+    fn code_changed(&self, f: &crate::config::Function) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let dir = runtime::code_dir(&self.0.ctx.borrow().write_dir, f);
+        let now = std::fs::metadata(&dir)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.mtime()));
+        let before = self.0.code_stamps.borrow_mut().insert(f.arn.clone(), now);
+        matches!(before, Some(b) if b != now)
     }
 
     /// Restarts function `arn` whose code changed on disk (the deployment calls this for

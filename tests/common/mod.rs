@@ -684,3 +684,40 @@ pub fn group_json_with<S: AsRef<str>>(devices: &[&Dev], subs: &[(S, S, S)]) -> S
         subs.join(",")
     )
 }
+
+/// `base` (a group.json from [`group_json_with`]) with one user function `id` (runs
+/// `main.py`, NoContainer), whose code a deployment must provide.
+pub fn group_with_function(base: &str, id: &str) -> String {
+    let f = format!(
+        r#""FunctionDefinitionVersion":{{"Functions":[{{"Id":"{id}","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:{id}:1","FunctionConfiguration":{{"Executable":"main.py","Timeout":3,"Environment":{{"Execution":{{"IsolationMode":"NoContainer"}}}}}}}}]}},"#
+    );
+    base.replacen('{', &format!("{{{f}"), 1)
+}
+
+/// A zip made by Python's zipfile: `(name, content)` files; a content starting with `->` makes
+/// a symbolic link to the rest.
+pub fn make_zip(path: &Path, entries: &[(&str, &str)]) {
+    let mut script = String::from(
+        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\n",
+    );
+    for (name, content) in entries {
+        match content.strip_prefix("->") {
+            Some(target) => script.push_str(&format!(
+                "i = zipfile.ZipInfo({name:?}); i.external_attr = 0o120777 << 16\nz.writestr(i, {target:?})\n"
+            )),
+            None => script.push_str(&format!("z.writestr({name:?}, {content:?})\n")),
+        }
+    }
+    script.push_str("z.close()\n");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -210,6 +210,55 @@ pub fn proxy_reply(data: &[u8]) {
     }
 }
 
+/// A Jobs service message and an HTTPS download's response head (any bytes, as from the
+/// network; the first byte picks which): parsing never panics; a job offer yields at most one
+/// deployment, only while that job is the current one, and every publish stays on this
+/// thing's Jobs topics; a complete head's length lies within the bytes.
+pub fn jobs_message(data: &[u8]) {
+    use sprig::deploy::fetch::Head;
+    use sprig::deploy::jobs::{Action, Jobs};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    if pick & 1 == 1 {
+        if let Ok(Some(h)) = Head::parse(rest) {
+            assert!(
+                h.len <= rest.len(),
+                "head of {} in {} bytes",
+                h.len,
+                rest.len()
+            );
+        }
+        return;
+    }
+    let base = "$aws/things/core/jobs";
+    let topics = [
+        "/start-next/accepted",
+        "/notify-next",
+        "/start-next/rejected",
+        "/j/update/rejected",
+    ];
+    let mut j = Jobs::new("core");
+    j.connected();
+    let actions = j.message(
+        &format!("{base}{}", topics[usize::from(pick >> 1) % 4]),
+        rest,
+    );
+    let deploys = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Deploy { .. }))
+        .count();
+    assert!(deploys <= 1, "{deploys} deployments from one message");
+    if deploys == 1 {
+        assert!(j.current().is_some(), "a deployment without a current job");
+    }
+    for a in &actions {
+        if let Action::Publish { topic, .. } = a {
+            assert!(topic.starts_with(&format!("{base}/")), "publish on {topic}");
+        }
+    }
+}
+
 /// Shadow requests: `data` is a sequence of requests separated by NUL bytes, each one byte
 /// choosing the operation (update/get/delete) then the payload, all on thing `t`. The service
 /// never panics; every answer is a JSON document on `<op>/accepted|rejected`; a rejection has
