@@ -187,7 +187,13 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         core.child_exits.clone(),
     );
     if runner.has_functions() {
-        runner.listen().map_err(AppError::Startup)?;
+        // Not fatal: the broker and the cloud link serve on; the runner retries the port.
+        if let Err(e) = runner.listen() {
+            log::error!(
+                "{e}: functions cannot reach the core until it is free (retried every {} s)",
+                limits::IPC_REBIND_SECS
+            );
+        }
     }
     hub.set_function_sink(Rc::new(runner.clone()));
     // GGShadowService calls from functions go straight to the shadow service.

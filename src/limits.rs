@@ -400,5 +400,9 @@ pub const WORKER_STOP_GRACE_MS: u64 = 500;
 /// Bytes of one worker output line written to the function's log; the rest of the line is cut.
 pub const WORKER_LOG_LINE_BYTES: usize = MAX_LOG_LINE_BYTES;
 
+/// A busy `ggDaemonPort` is tried again this often, seconds (functions cannot reach the core
+/// meanwhile; the broker and the cloud link work on).
+pub const IPC_REBIND_SECS: u64 = 10;
+
 /// Payload bytes held by queued, running and unfetched invocations over all functions.
 pub const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;

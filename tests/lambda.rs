@@ -91,7 +91,7 @@ fn rig(
     extra_subs: &[(String, String, String)],
     runtime_extra: &str,
 ) -> Rig {
-    rig_cloud(label, funs, extra_subs, runtime_extra, None)
+    rig_cloud(label, funs, extra_subs, runtime_extra, None, None)
 }
 
 /// [`rig`] with the cloud link pointed at a test mosquitto (`cloud_peer`).
@@ -101,6 +101,7 @@ fn rig_cloud(
     extra_subs: &[(String, String, String)],
     runtime_extra: &str,
     cloud: Option<(&cloud_peer::Dir, u16)>,
+    ipc_port: Option<u16>,
 ) -> Rig {
     let root = TestRoot::new(label);
     let ca = root.certs().join("group-ca.pem");
@@ -149,7 +150,7 @@ fn rig_cloud(
         1,
     );
     root.write_group(&group);
-    let ipc_port = free_port();
+    let ipc_port = ipc_port.unwrap_or_else(free_port);
     let mut config = root.default_config();
     if let Some((dir, port)) = cloud {
         let certs = root.certs();
@@ -638,6 +639,7 @@ fn cloud_triggers_a_function_that_publishes_to_the_cloud() {
         ],
         "",
         Some((&cloud, mosq.port)),
+        None,
     );
     let _sub = cloud_peer::cloud_sub(&cloud, &mosq, "out/#", "up.txt");
     // The core subscribes to cmd/# once its link is up; publish until the function answers.
@@ -785,4 +787,29 @@ fn a_deployment_restarts_only_the_function_with_new_code() {
         "change restarted: {change2:?}"
     );
     assert_ne!(field(&change2[1], "pid"), field(&change1[0], "pid"));
+}
+
+#[test]
+fn a_busy_ipc_port_is_retried_while_the_broker_serves() {
+    // Someone holds ggDaemonPort when the core starts: the core still starts (devices work),
+    // says so, and binds the port once it is free.
+    let port = free_port();
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let rig = rig_cloud(
+        "lambda-busy",
+        &[py_fun("pinned", "counter.py", true, 5)],
+        &[],
+        "",
+        None,
+        Some(port),
+    );
+    assert!(status_json(&rig.root)
+        .unwrap()
+        .contains(r#""ipc_listening":false"#));
+    drop(holder);
+    assert!(wait_until(PATIENCE, || status_json(&rig.root)
+        .is_some_and(|s| s.contains(r#""ipc_listening":true"#))));
+    let sub = sink(&rig, "sink");
+    publish(&rig, "in/pinned", "{}");
+    wait_received(&rig, &sub, "out/pinned", 1);
 }

@@ -295,6 +295,10 @@ impl Runner {
                 "ipc_port".into(),
                 int(u64::from(self.0.ctx.borrow().daemon_port)),
             ),
+            (
+                "ipc_listening".into(),
+                Value::Bool(self.0.listener.borrow().is_some()),
+            ),
             ("ipc_connections".into(), int(s.connections.get() as u64)),
             (
                 "ipc_refused_connections".into(),
@@ -436,11 +440,22 @@ impl Runner {
     pub async fn run(&self, ex: &LocalExecutor<'_>) {
         self.process();
         let accept = async {
+            // Bound at start or by a deployment; if the port was busy, try again now and then.
             let listener = loop {
                 let l = self.0.listener.borrow().clone();
                 match l {
                     Some(l) => break l,
-                    None => self.0.listening.notified().await,
+                    None => {
+                        future::or(self.0.listening.notified(), async {
+                            Timer::after(Duration::from_secs(limits::IPC_REBIND_SECS)).await;
+                        })
+                        .await;
+                        if self.has_functions() && self.listen().is_ok() {
+                            log::info!(
+                                "Lambda IPC port bound after all; functions can reach the core"
+                            );
+                        }
+                    }
                 }
             };
             loop {
