@@ -115,7 +115,7 @@ struct Inner {
     listening: Notify,
     /// Each function's code directory as last seen (device, inode, mtime): a deployment that
     /// replaces the code (a new directory renamed in) restarts the function.
-    code_stamps: RefCell<HashMap<String, Option<(u64, u64, i64)>>>,
+    code_stamps: RefCell<HashMap<String, Option<CodeStamp>>>,
     stats: IpcStats,
     child_exits: ChildExits,
 }
@@ -124,6 +124,9 @@ enum LogPipe {
     Out(std::process::ChildStdout),
     Err(std::process::ChildStderr),
 }
+
+/// A code directory's identity: device, inode, mtime (seconds).
+type CodeStamp = (u64, u64, i64);
 
 /// `Hub::targets_have_room`, handed over without a reference cycle.
 pub type RoomCheck = Box<dyn Fn(&Endpoint, &str) -> bool>;
