@@ -614,7 +614,13 @@ fn set_things_says_what_changed_and_drops_removed_shadows_from_the_budget() {
     );
     for t in ["a", "b"] {
         assert_eq!(
-            code(&run(&mut s, t, ShadowOp::Update, r#"{"state":{"reported":{"x":1}}}"#, 5)),
+            code(&run(
+                &mut s,
+                t,
+                ShadowOp::Update,
+                r#"{"state":{"reported":{"x":1}}}"#,
+                5
+            )),
             0
         );
     }
