@@ -37,14 +37,8 @@ fn rig(label: &str) -> Rig {
     cloud_peer::certs(&cloud.0);
     let mosq = Mosquitto::start(&cloud);
     let root = TestRoot::new(label);
+    cloud_peer::use_cloud(&root, &cloud, mosq.port);
     let certs = root.certs();
-    for (from, to) in [
-        ("ca.pem", "root.ca.pem"),
-        ("core.pem", "core.cert.pem"),
-        ("core.key", "core.private.key"),
-    ] {
-        fs::copy(cloud.path(from), certs.join(to)).unwrap();
-    }
     let devdir = root.dir.path().join("devices");
     fs::create_dir_all(&devdir).unwrap();
     let devs: Vec<Dev> = (0..DEVICES)
@@ -64,7 +58,7 @@ fn rig(label: &str) -> Rig {
   "FunctionConfiguration":{"Environment":{"Variables":{"GG_CONFIG_STORAGE_TYPE":"Memory","GG_CONFIG_MAX_SIZE_BYTES":"67108864"}},"Executable":"spooler","MemorySize":32768,"Pinned":true,"Timeout":3},
   "Id":"spooler"}]}}"#;
     root.write_group(&format!("{}{spooler}", &group[..group.len() - 1]));
-    let config = root.cloud_config(mosq.port).replace(
+    let config = fs::read_to_string(root.config_file()).unwrap().replace(
         r#""runtime": { "cgroup""#,
         &format!(r#""runtime": {{ "maxWorkItemCount": {ITEMS}, "cgroup""#),
     );

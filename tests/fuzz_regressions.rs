@@ -41,15 +41,20 @@ fn other_targets_reproducers() {
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
     replay("broker_session", oracles::broker_session);
+    replay("jobs_message", oracles::jobs_message);
     replay("shadow_request", oracles::shadow_requests);
+    replay("discovery_request", oracles::discovery_request);
+    replay("ipc_request", oracles::ipc_request);
 }
+
+/// A fuzz target's name and its oracle.
+type Check = (&'static str, fn(&[u8]));
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    type Check = (&'static str, fn(&[u8]));
-    let checks: [Check; 10] = [
+    let checks: &[Check] = &[
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -59,9 +64,12 @@ fn seeds_pass_the_oracles() {
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
         ("broker_session", oracles::broker_session),
+        ("jobs_message", oracles::jobs_message),
         ("shadow_request", oracles::shadow_requests),
+        ("discovery_request", oracles::discovery_request),
+        ("ipc_request", oracles::ipc_request),
     ];
-    for (target, check) in checks {
+    for &(target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
         assert!(!entries.is_empty(), "fuzz/seeds/{target} is empty");
         for e in entries {

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
@@ -109,7 +109,7 @@ pub async fn serve(
             log::warn!("{peer}: refused: {why}");
         }
         End::Replaced => {
-            log::info!("{peer} {who}: closed: a new connection with the same client id took over")
+            log::info!("{peer} {who}: closed: a new connection with the same client id took over, or a deployment removed the device")
         }
     }
 }
@@ -148,9 +148,7 @@ struct Port<'a> {
 
 impl Broker for Port<'_> {
     fn thing_for_certificate(&self, certificate_id: &str) -> Option<String> {
-        self.hub
-            .device_for_certificate(certificate_id)
-            .map(str::to_owned)
+        self.hub.device_for_certificate(certificate_id)
     }
 
     fn connected(&mut self, thing: &str, certificate_id: &str) {
@@ -202,27 +200,14 @@ impl Conn {
     /// and logged) when the connection must close.
     async fn handshake(&mut self) -> Option<String> {
         let (hub, peer) = (&self.hub, self.peer);
-        let s = &mut self.s;
-        let hs = future::or(async { Some(s.handshake().await) }, async {
-            Timer::after(Duration::from_secs(limits::TLS_HANDSHAKE_TIMEOUT_SECS)).await;
-            None
-        })
-        .await;
-        match hs {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                bump(&hub.stats.refused_handshake);
-                log::info!("{peer}: TLS handshake failed: {e}");
-                return None;
-            }
-            None => {
-                bump(&hub.stats.refused_handshake);
-                log::info!(
-                    "{peer}: no TLS handshake within {} s: closed",
-                    limits::TLS_HANDSHAKE_TIMEOUT_SECS
-                );
-                return None;
-            }
+        if let Err(why) = self
+            .s
+            .handshake_within(limits::TLS_HANDSHAKE_TIMEOUT_SECS)
+            .await
+        {
+            bump(&hub.stats.refused_handshake);
+            log::info!("{peer}: {why}");
+            return None;
         }
         let id = self.s.peer_certificate_id();
         if id.is_none() {
