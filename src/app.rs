@@ -125,6 +125,16 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     };
 
+    // Stream manager (issue 14): on when the group deploys GGStreamManager and the build has
+    // the feature. The Lambda runner's token check is wired here at merge (no runner: no
+    // token is live).
+    #[cfg(feature = "stream-manager")]
+    let streams = start_streams(config, &core.group, &status, Rc::new(|_: &str| false))?;
+    #[cfg(not(feature = "stream-manager"))]
+    if core.group.system_function("GGStreamManager").is_some() {
+        log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
+    }
+
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
     let _dispatcher = ex.spawn(broker::run_dispatcher(hub.clone()));
@@ -138,9 +148,18 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         slot.clone(),
     ));
 
+    #[cfg(feature = "stream-manager")]
+    let streams_run = async {
+        match &streams {
+            Some(s) => s.run(ex).await,
+            None => future::pending().await,
+        }
+    };
+    #[cfg(not(feature = "stream-manager"))]
+    let streams_run = future::pending::<()>();
     future::or(
         broker::run_listener(hub.clone(), ex, listener, slot),
-        shutdown.wait(),
+        future::or(streams_run, shutdown.wait()),
     )
     .await;
     if let Some(c) = &cloud {
@@ -149,6 +168,30 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     status.remove();
     log::info!("local MQTT broker stopped");
     Ok(())
+}
+
+/// Starts the stream manager when the group deploys `GGStreamManager`, with its status section.
+#[cfg(feature = "stream-manager")]
+fn start_streams(
+    config: &Config,
+    group: &Group,
+    status: &StatusBoard,
+    token_ok: crate::streams::TokenCheck,
+) -> Result<Option<crate::streams::StreamManager>, AppError> {
+    use crate::streams;
+    let settings = streams::Settings::from_group(
+        group,
+        &config.write_dir,
+        config.sprig.stream_store_max_bytes,
+    )
+    .map_err(|e| AppError::Startup(e.join("; ")))?;
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let sm = streams::start(settings, token_ok).map_err(AppError::Startup)?;
+    let s = sm.clone();
+    status.add_section("streams", Box::new(move || s.status()));
+    Ok(Some(sm))
 }
 
 fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {

@@ -39,5 +39,7 @@ pub mod demo;
 pub mod logging;
 pub mod pki;
 pub mod status;
+#[cfg(feature = "stream-manager")]
+pub mod streams;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,0 +1,238 @@
+"""Stream manager scenarios with the stock client (PyPI greengrasssdk 1.6.1, StreamManagerClient),
+driven by tests/streams.rs against the real sprig binary. The port comes from
+STREAM_MANAGER_SERVER_PORT, as in a Lambda's environment; each scenario prints one JSON line per
+observation and asserts nothing itself (tests/streams.rs does).
+
+usage: stream_client.py SCENARIO [ARGS...]
+"""
+
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+
+import cbor2
+from greengrasssdk.stream_manager import (
+    ExportDefinition,
+    HTTPConfig,
+    KinesisConfig,
+    MessageStreamDefinition,
+    Persistence,
+    ReadMessagesOptions,
+    StrategyOnFull,
+    StreamManagerClient,
+)
+from greengrasssdk.stream_manager.data import ExportFormat
+
+
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+def err_name(f):
+    try:
+        f()
+        return None
+    except Exception as e:  # the exception class is the observation
+        return type(e).__name__
+
+
+def stream(name, **kw):
+    kw.setdefault("strategy_on_full", StrategyOnFull.RejectNewData)
+    return MessageStreamDefinition(name=name, **kw)
+
+
+def basic():
+    c = StreamManagerClient()
+    c.create_message_stream(stream("s1", persistence=Persistence.File))
+    out(create_again=err_name(lambda: c.create_message_stream(stream("s1"))))
+    seqs = [c.append_message("s1", b"m%d" % i) for i in range(10000)]
+    out(seqs_ok=seqs == list(range(10000)))
+    ok = True
+    for start, n in [(0, 100), (5000, 250), (9990, 10)]:
+        msgs = c.read_messages("s1", ReadMessagesOptions(desired_start_sequence_number=start,
+                                                        min_message_count=n, max_message_count=n))
+        ok &= [m.sequence_number for m in msgs] == list(range(start, start + n))
+        ok &= all(m.payload == b"m%d" % m.sequence_number and m.stream_name == "s1" for m in msgs)
+    out(ranges_ok=ok)
+    out(default_read=[m.payload.decode() for m in c.read_messages("s1")])
+    out(not_enough=err_name(lambda: c.read_messages(
+        "s1", ReadMessagesOptions(desired_start_sequence_number=10000, min_message_count=1))))
+    # A long-poll read parks; meanwhile the same client (same connection, pipelined) lists,
+    # describes and appends to another stream; then an append to s1 wakes the read.
+    c.create_message_stream(stream("s2", persistence=Persistence.Memory))
+    got = {}
+
+    def reader():
+        t0 = time.time()
+        got["msgs"] = c.read_messages("s1", ReadMessagesOptions(
+            desired_start_sequence_number=10000, min_message_count=2, max_message_count=5,
+            read_timeout_millis=30000))
+        got["waited"] = time.time() - t0
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.3)
+    out(while_parked_list=sorted(c.list_streams()), while_parked_append=c.append_message("s2", b"x"),
+        reader_still_waiting=t.is_alive())
+    c.append_message("s1", b"late1")
+    c.append_message("s1", b"late2")
+    t.join(10)
+    out(long_poll=[m.payload.decode() for m in got.get("msgs", [])])
+    info = c.describe_message_stream("s1")
+    out(describe=dict(oldest=info.storage_status.oldest_sequence_number,
+                      newest=info.storage_status.newest_sequence_number,
+                      bytes=info.storage_status.total_bytes,
+                      persistence=info.definition.persistence.name,
+                      strategy=info.definition.strategy_on_full.name))
+    d = stream("s1", persistence=Persistence.File, max_size=1 << 20)
+    c.update_message_stream(d)
+    out(updated_max=c.describe_message_stream("s1").definition.max_size)
+    out(update_persistence=err_name(lambda: c.update_message_stream(stream("s1", persistence=Persistence.Memory))))
+    c.delete_message_stream("s1")
+    out(after_delete=c.list_streams(),
+        describe_deleted=err_name(lambda: c.describe_message_stream("s1")),
+        delete_missing=err_name(lambda: c.delete_message_stream("nope")),
+        append_missing=err_name(lambda: c.append_message("nope", b"x")))
+    # Kinesis is recognised and accepted; its status says it is not supported.
+    c.create_message_stream(stream("k", export_definition=ExportDefinition(
+        kinesis=[KinesisConfig(identifier="KinesisExport", kinesis_stream_name="MyKinesisStream")])))
+    st = c.describe_message_stream("k").export_statuses
+    out(kinesis_status=[(s.export_config_identifier, s.error_message) for s in st])
+    c.close()
+
+
+def bounds(kind):
+    """kind: reject | overwrite | store (the global bound; config sets it to 64 KiB)."""
+    c = StreamManagerClient()
+    if kind == "store":
+        c.create_message_stream(stream("big", max_size=1 << 24))
+        n, e = 0, None
+        while e is None and n < 10000:
+            try:
+                c.append_message("big", b"y" * 1000)
+                n += 1
+            except Exception as x:
+                e = type(x).__name__
+        out(appended=n, error=e)
+        return
+    strat = StrategyOnFull.RejectNewData if kind == "reject" else StrategyOnFull.OverwriteOldestData
+    c.create_message_stream(stream("b", max_size=4096, stream_segment_size=1024, strategy_on_full=strat))
+    n, e = 0, None
+    while e is None and n < 100:
+        try:
+            c.append_message("b", b"z" * 100)
+            n += 1
+        except Exception as x:
+            e = type(x).__name__
+    s = c.describe_message_stream("b").storage_status
+    out(appended=n, error=e, oldest=s.oldest_sequence_number, newest=s.newest_sequence_number,
+        bytes=s.total_bytes)
+
+
+def crash_append():
+    """Appends to a flushOnWrite stream until killed, printing every acknowledged number."""
+    c = StreamManagerClient()
+    c.create_message_stream(stream("d", flush_on_write=True, stream_segment_size=4096))
+    i = 0
+    while True:
+        seq = c.append_message("d", b"p%d" % i)
+        out(acked=seq)
+        i += 1
+
+
+def crash_check():
+    c = StreamManagerClient()
+    info = c.describe_message_stream("d").storage_status
+    msgs = c.read_messages("d", ReadMessagesOptions(min_message_count=1,
+                                                   max_message_count=1 << 20))
+    good = all(m.payload == b"p%d" % m.sequence_number for m in msgs)
+    out(count=len(msgs), contiguous=[m.sequence_number for m in msgs] == list(range(len(msgs))),
+        payloads_ok=good, newest=info.newest_sequence_number,
+        next=c.append_message("d", b"after"))
+
+
+def connect_refused():
+    out(refused=err_name(lambda: StreamManagerClient(connect_timeout=3, request_timeout=5)))
+
+
+def garbage(port):
+    """A second client works while raw sockets send garbage."""
+    c = StreamManagerClient()
+    c.create_message_stream(stream("g", persistence=Persistence.Memory))
+    closed = []
+    for bad in [b"\x07", b"\x01" + struct.pack(">i", -5), b"\x01" + struct.pack(">i", 1 << 30) + b"\x01",
+                b"\x01" + struct.pack(">i", 4) + b"\x01\xff\xff\xff",
+                b"\x01" + struct.pack(">iB", 3, 2) + b"\xa0\x00"]:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(bad)
+        s.settimeout(5)
+        try:
+            data = s.recv(100)
+            while data:
+                data = s.recv(100)
+            closed.append(True)
+        except socket.timeout:
+            closed.append(False)
+        s.close()
+        c.append_message("g", b"still")
+    # After a good handshake, a request with a requestId but a bad body gets an error reply.
+    s = socket.create_connection(("127.0.0.1", port))
+    req = cbor2.dumps({"requestId": "r1", "protocolVersion": "1.1.0"})
+    s.sendall(b"\x01" + struct.pack(">iB", len(req) + 1, 1) + req)
+    bad = cbor2.dumps({"requestId": "r2", "name": 7})
+    s.sendall(struct.pack(">iB", len(bad) + 1, 4) + bad)
+    s.settimeout(5)
+    buf = b""
+    while buf.count(b"requestId") < 2:
+        buf += s.recv(4096)
+    s.close()
+    out(closed=closed, bad_request_answered=b"r2" in buf,
+        count=len(c.read_messages("g", ReadMessagesOptions(max_message_count=100))))
+
+
+def export(port, n):
+    """HTTP export through an outage: the endpoint is down for the first appends."""
+    n = int(n)
+    c = StreamManagerClient()
+    c.create_message_stream(stream("e", export_definition=ExportDefinition(http=[
+        HTTPConfig(identifier="web", uri="http://127.0.0.1:%d/in" % int(port), batch_size=10,
+                   export_format=ExportFormat.RAW_NOT_BATCHED)])))
+    for i in range(n):
+        c.append_message("e", b"e%d" % i)
+    time.sleep(1.0)
+    st = c.describe_message_stream("e").export_statuses[0]
+    out(during_outage_error=st.error_message is not None,
+        during_outage_last=st.last_exported_sequence_number)
+    print("SERVE", flush=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = c.describe_message_stream("e").export_statuses[0]
+        if st.last_exported_sequence_number == n - 1:
+            break
+        time.sleep(0.2)
+    out(last=st.last_exported_sequence_number, error=st.error_message,
+        count=st.exported_messages_count)
+
+
+def churn(mb):
+    """`mb` MiB through a 1 MiB OverwriteOldestData stream in 64 KiB messages."""
+    c = StreamManagerClient()
+    c.create_message_stream(stream("churn", max_size=1 << 20, stream_segment_size=256 << 10,
+                                   strategy_on_full=StrategyOnFull.OverwriteOldestData))
+    blob = b"q" * (64 << 10)
+    for i in range(int(mb) * 16):
+        c.append_message("churn", blob)
+        if i % 16 == 15:
+            out(mib=(i + 1) // 16)
+    s = c.describe_message_stream("churn").storage_status
+    out(done=True, bytes=s.total_bytes, oldest=s.oldest_sequence_number)
+    sys.stdin.readline()
+
+
+if __name__ == "__main__":
+    {"basic": basic, "bounds": bounds, "crash_append": crash_append, "crash_check": crash_check,
+     "connect_refused": connect_refused, "garbage": lambda p: garbage(int(p)), "export": export,
+     "churn": churn}[sys.argv[1]](*sys.argv[2:])
