@@ -6,7 +6,10 @@ observation and asserts nothing itself (tests/streams.rs does).
 usage: stream_client.py SCENARIO [ARGS...]
 """
 
+import base64
+import http.server
 import json
+import os
 import socket
 import struct
 import sys
@@ -119,15 +122,15 @@ def bounds(kind):
         out(appended=n, error=e)
         return
     strat = StrategyOnFull.RejectNewData if kind == "reject" else StrategyOnFull.OverwriteOldestData
-    c.create_message_stream(stream("b", max_size=4096, stream_segment_size=1024, strategy_on_full=strat))
+    c.create_message_stream(stream(kind, max_size=4096, stream_segment_size=1024, strategy_on_full=strat))
     n, e = 0, None
     while e is None and n < 100:
         try:
-            c.append_message("b", b"z" * 100)
+            c.append_message(kind, b"z" * 100)
             n += 1
         except Exception as x:
             e = type(x).__name__
-    s = c.describe_message_stream("b").storage_status
+    s = c.describe_message_stream(kind).storage_status
     out(appended=n, error=e, oldest=s.oldest_sequence_number, newest=s.newest_sequence_number,
         bytes=s.total_bytes)
 
@@ -193,31 +196,70 @@ def garbage(port):
         count=len(c.read_messages("g", ReadMessagesOptions(max_message_count=100))))
 
 
-def export(port, n):
-    """HTTP export through an outage: the endpoint is down for the first appends."""
-    n = int(n)
+def wait_file(path):
+    while not os.path.exists(path):
+        time.sleep(0.05)
+
+
+def export(port, n, fmt, flag):
+    """HTTP export through an outage and a sprig restart: the first half is exported, the
+    endpoint goes down, the second half is appended, sprig is killed (-9) and restarted by the
+    test, the endpoint comes back. Every message must arrive once, in order."""
+    port, n, half = int(port), int(n), int(n) // 2
+    received = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if fmt == "json":
+                received.extend(base64.b64decode(m["payload"]) for m in json.loads(body))
+            else:
+                received.append(body)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    def serve():
+        srv = http.server.HTTPServer(("127.0.0.1", port), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    def last():
+        return c.describe_message_stream("e").export_statuses[0]
+
+    def wait_last(want):
+        deadline = time.time() + 60
+        while time.time() < deadline and last().last_exported_sequence_number != want:
+            time.sleep(0.1)
+        return last()
+
     c = StreamManagerClient()
+    srv = serve()
     c.create_message_stream(stream("e", export_definition=ExportDefinition(http=[
-        HTTPConfig(identifier="web", uri="http://127.0.0.1:%d/in" % int(port), batch_size=10,
-                   export_format=ExportFormat.RAW_NOT_BATCHED)])))
-    for i in range(n):
+        HTTPConfig(identifier="web", uri="http://127.0.0.1:%d/in" % port, batch_size=10,
+                   export_format=ExportFormat.JSON_BATCHED if fmt == "json" else ExportFormat.RAW_NOT_BATCHED)])))
+    for i in range(half):
+        c.append_message("e", b"e%d" % i)
+    out(before_outage=wait_last(half - 1).last_exported_sequence_number)
+    srv.shutdown()
+    srv.server_close()
+    for i in range(half, n):
         c.append_message("e", b"e%d" % i)
     time.sleep(1.0)
-    st = c.describe_message_stream("e").export_statuses[0]
-    out(during_outage_error=st.error_message is not None,
-        during_outage_last=st.last_exported_sequence_number)
-    print("SERVE", flush=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        st = c.describe_message_stream("e").export_statuses[0]
-        if st.last_exported_sequence_number == n - 1:
-            break
-        time.sleep(0.2)
+    st = last()
+    out(outage_error=st.error_message is not None, outage_last=st.last_exported_sequence_number)
+    print("RESTART", flush=True)
+    wait_file(flag)
+    srv = serve()
+    st = wait_last(n - 1)
+    time.sleep(0.5)
     out(last=st.last_exported_sequence_number, error=st.error_message,
-        count=st.exported_messages_count)
+        received_ok=received == [b"e%d" % i for i in range(n)], received=len(received))
 
 
-def churn(mb):
+def churn(mb, flag):
     """`mb` MiB through a 1 MiB OverwriteOldestData stream in 64 KiB messages."""
     c = StreamManagerClient()
     c.create_message_stream(stream("churn", max_size=1 << 20, stream_segment_size=256 << 10,
@@ -229,7 +271,7 @@ def churn(mb):
             out(mib=(i + 1) // 16)
     s = c.describe_message_stream("churn").storage_status
     out(done=True, bytes=s.total_bytes, oldest=s.oldest_sequence_number)
-    sys.stdin.readline()
+    wait_file(flag)
 
 
 if __name__ == "__main__":
