@@ -239,23 +239,25 @@ async fn serve(inner: &Rc<Inner>, mut sock: Async<TcpStream>, id: u64) -> Result
             };
             future::or(read, future::or(changed, timer)).await
         };
-        let mut store = inner.store.borrow_mut();
-        let mut ctx = Ctx {
-            store: &mut store,
-            now_ms: now_ms(),
-            token_ok: &*inner.token_ok,
-            authenticate: inner.settings.authenticate,
-            appended: false,
-        };
-        let res = match ev {
+        let data = match ev {
             Event::Read(Ok(0)) => return Ok(()),
             Event::Read(Err(e)) => return Err(e.to_string()),
-            Event::Read(Ok(n)) => session.input(&rbuf[..n], &mut ctx, &mut out),
-            Event::Changed | Event::Deadline => Ok(()),
+            Event::Read(Ok(n)) => &rbuf[..n],
+            Event::Changed | Event::Deadline => &[][..],
         };
-        session.tick(&mut ctx, &mut out);
-        let appended = ctx.appended;
-        drop(store);
+        let (res, appended) = {
+            let mut store = inner.store.borrow_mut();
+            let mut ctx = Ctx {
+                store: &mut store,
+                now_ms: now_ms(),
+                token_ok: &*inner.token_ok,
+                authenticate: inner.settings.authenticate,
+                appended: false,
+            };
+            let res = session.input(data, &mut ctx, &mut out);
+            session.tick(&mut ctx, &mut out);
+            (res, ctx.appended)
+        };
         if appended {
             inner.changed.notify();
         }

@@ -376,3 +376,167 @@ fn encode_info(e: &mut Encoder<Vec<u8>>, info: &Info) {
             .and_then(|e| e.u64(x.messages));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streams::wire::Frame;
+    use minicbor::Decoder;
+
+    fn frame(op: u8, f: impl FnOnce(&mut Encoder<Vec<u8>>)) -> Vec<u8> {
+        let mut e = Encoder::new(Vec::new());
+        f(&mut e);
+        let p = e.into_writer();
+        let mut v = ((p.len() + 1) as i32).to_be_bytes().to_vec();
+        v.push(op);
+        v.extend(p);
+        v
+    }
+
+    fn connect(token: Option<&str>) -> Vec<u8> {
+        let mut v = vec![1];
+        v.extend(frame(op::CONNECT, |e| {
+            e.map(2 + u64::from(token.is_some())).unwrap();
+            e.str("requestId").unwrap().str("c").unwrap();
+            e.str("protocolVersion").unwrap().str("1.1.0").unwrap();
+            if let Some(t) = token {
+                e.str("authToken").unwrap().str(t).unwrap();
+            }
+        }));
+        v
+    }
+
+    /// (op, requestId, status) of every frame in `out`.
+    fn replies(out: &[u8]) -> Vec<(u8, String, u8)> {
+        let mut v = Vec::new();
+        let mut rest = out;
+        while let Ok(Frame::Whole { op, payload, used }) = wire::parse_frame(rest) {
+            let mut d = Decoder::new(payload);
+            d.map().unwrap();
+            d.str().unwrap();
+            let id = d.str().unwrap().to_owned();
+            d.str().unwrap();
+            v.push((op, id, d.u8().unwrap()));
+            rest = &rest[used..];
+        }
+        v
+    }
+
+    struct T {
+        store: Store,
+        _dir: crate::streams::store::tests_support::Tmp,
+    }
+
+    fn store() -> T {
+        let dir = crate::streams::store::tests_support::Tmp::new("session");
+        T {
+            store: Store::open(&dir.0, 1 << 20),
+            _dir: dir,
+        }
+    }
+
+    fn step(
+        s: &mut Session,
+        st: &mut Store,
+        auth: bool,
+        now: u64,
+        data: &[u8],
+    ) -> (Result<(), String>, Vec<u8>) {
+        let live = |t: &str| t == "live";
+        let mut ctx = Ctx {
+            store: st,
+            now_ms: now,
+            token_ok: &live,
+            authenticate: auth,
+            appended: false,
+        };
+        let mut out = Vec::new();
+        let r = s.input(data, &mut ctx, &mut out);
+        s.tick(&mut ctx, &mut out);
+        (r, out)
+    }
+
+    #[test]
+    fn handshake_checks_the_token_when_asked() {
+        let mut t = store();
+        for (auth, token, ok) in [
+            (true, None, false),
+            (true, Some("dead"), false),
+            (true, Some("live"), true),
+            (false, None, true),
+        ] {
+            let mut s = Session::new();
+            let (r, out) = step(&mut s, &mut t.store, auth, 0, &connect(token));
+            assert_eq!(r.is_ok(), ok, "{auth} {token:?}");
+            assert_eq!(out[0], 1, "the connect version byte comes first");
+            let want = if ok { 0 } else { Status::Unauthorized as u8 };
+            assert_eq!(
+                replies(&out[1..]),
+                [(op::CONNECT_RESPONSE, "c".to_string(), want)]
+            );
+        }
+        let mut s = Session::new();
+        assert!(step(&mut s, &mut t.store, false, 0, &[2]).0.is_err());
+    }
+
+    #[test]
+    fn a_parked_read_does_not_hold_back_later_replies() {
+        let mut t = store();
+        let mut s = Session::new();
+        let _ = step(&mut s, &mut t.store, false, 0, &connect(None));
+        let create = frame(op::CREATE, |e| {
+            e.map(2).unwrap();
+            e.str("requestId").unwrap().str("1").unwrap();
+            e.str("definition").unwrap().map(3).unwrap();
+            e.str("name").unwrap().str("s").unwrap();
+            e.str("strategyOnFull").unwrap().u8(0).unwrap();
+            e.str("persistence").unwrap().u8(1).unwrap();
+        });
+        let read = frame(op::READ, |e| {
+            e.map(3).unwrap();
+            e.str("requestId").unwrap().str("2").unwrap();
+            e.str("streamName").unwrap().str("s").unwrap();
+            e.str("readMessagesOptions").unwrap().map(1).unwrap();
+            e.str("readTimeoutMillis").unwrap().u32(5000).unwrap();
+        });
+        let append = |id: &str| {
+            frame(op::APPEND, |e| {
+                e.map(3).unwrap();
+                e.str("requestId").unwrap().str(id).unwrap();
+                e.str("name").unwrap().str("s").unwrap();
+                e.str("payload").unwrap().bytes(b"x").unwrap();
+            })
+        };
+        // Create, a read that must wait, and one byte of the next request, in one segment.
+        let mut data = [create, read].concat();
+        let a3 = append("3");
+        data.push(a3[0]);
+        let (r, out) = step(&mut s, &mut t.store, false, 1000, &data);
+        assert!(r.is_ok());
+        assert_eq!(replies(&out), [(7, "1".to_string(), 0)]);
+        assert_eq!(s.next_deadline(), Some(6000));
+        // The append is answered, then the parked read (tick after the append).
+        let (_, out) = step(&mut s, &mut t.store, false, 1001, &a3[1..]);
+        assert_eq!(
+            replies(&out),
+            [(9, "3".to_string(), 0), (10, "2".to_string(), 0)]
+        );
+        assert!(!s.has_parked());
+        // A read that times out gets NotEnoughMessages.
+        let read2 = frame(op::READ, |e| {
+            e.map(3).unwrap();
+            e.str("requestId").unwrap().str("4").unwrap();
+            e.str("streamName").unwrap().str("s").unwrap();
+            e.str("readMessagesOptions").unwrap().map(2).unwrap();
+            e.str("desiredStartSequenceNumber").unwrap().u8(1).unwrap();
+            e.str("readTimeoutMillis").unwrap().u32(100).unwrap();
+        });
+        let (_, out) = step(&mut s, &mut t.store, false, 2000, &read2);
+        assert!(out.is_empty());
+        let (_, out) = step(&mut s, &mut t.store, false, 2100, &[]);
+        assert_eq!(
+            replies(&out),
+            [(10, "4".to_string(), Status::NotEnoughMessages as u8)]
+        );
+    }
+}

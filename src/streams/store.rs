@@ -841,3 +841,29 @@ fn decode_meta(b: &[u8]) -> Result<Meta, String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::path::PathBuf;
+
+    /// A directory under the system temp dir, removed on drop.
+    pub struct Tmp(pub PathBuf);
+
+    impl Tmp {
+        pub fn new(label: &str) -> Tmp {
+            let p = std::env::temp_dir().join(format!(
+                "sprig-streams-{label}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            Tmp(p)
+        }
+    }
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
