@@ -40,6 +40,8 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
+    #[cfg(feature = "stream-manager")]
+    replay("stream_frame", oracles::stream_frame);
 }
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
@@ -56,6 +58,10 @@ fn seeds_pass_the_oracles() {
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
     ];
+    #[cfg(feature = "stream-manager")]
+    let checks = checks
+        .into_iter()
+        .chain([("stream_frame", oracles::stream_frame as fn(&[u8]))]);
     for (target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
         assert!(!entries.is_empty(), "fuzz/seeds/{target} is empty");
