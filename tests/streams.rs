@@ -334,3 +334,29 @@ fn rss_flat_through_a_small_stream() {
     let files = files_size(&rig.root.write_dir().join("ggc/var/state/streams/s0"), "");
     assert!(files <= (1 << 20) + 4096, "{files} bytes on disk");
 }
+
+/// `sprig check` reads GGStreamManager's environment: a bad port or directory is an error
+/// line naming the variable; a good one adds none.
+#[test]
+fn check_reports_bad_stream_manager_settings() {
+    let root = TestRoot::new("streams-check");
+    root.write_group(&group(8088, false).replace(
+        r#""STREAM_MANAGER_SERVER_PORT":"8088""#,
+        r#""STREAM_MANAGER_SERVER_PORT":"http","STREAM_MANAGER_STORE_ROOT_DIR":"data""#,
+    ));
+    let (st, out, err) = root.sprig("check", &[]);
+    let text = format!("{out}{err}");
+    assert!(!st.success(), "{text}");
+    for want in [
+        r#"FunctionDefinitionVersion: GGStreamManager environment: STREAM_MANAGER_SERVER_PORT: found "http"; expected a TCP port, 1-65535"#,
+        r#"STREAM_MANAGER_STORE_ROOT_DIR: found "data"; expected an absolute path"#,
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
+    root.write_group(&group(8088, false));
+    let (_, out, err) = root.sprig("check", &[]);
+    assert!(
+        !format!("{out}{err}").contains("GGStreamManager"),
+        "{out}{err}"
+    );
+}

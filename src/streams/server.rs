@@ -155,6 +155,11 @@ impl StreamManager {
         }
     }
 
+    /// The settings it runs with (the Lambda runner takes [`Settings::worker_env`] from here).
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
     /// The `streams` section of `sprig status`.
     pub fn status(&self) -> Value {
         let me = &self.0;
