@@ -213,6 +213,8 @@ enum Event {
     Read(std::io::Result<usize>),
     Changed,
     Deadline,
+    /// The session has buffered work (replies were bounded); no read.
+    Pending,
 }
 
 async fn serve(inner: &Rc<Inner>, mut sock: Async<TcpStream>, id: u64) -> Result<(), String> {
@@ -223,7 +225,9 @@ async fn serve(inner: &Rc<Inner>, mut sock: Async<TcpStream>, id: u64) -> Result
         let seen = inner.changed.version();
         let deadline = session.next_deadline();
         let parked = session.has_parked();
-        let ev = {
+        let ev = if session.pending() {
+            Event::Pending
+        } else {
             let read = async { Event::Read(sock.read(&mut rbuf).await) };
             let changed = async {
                 if parked {
@@ -248,7 +252,7 @@ async fn serve(inner: &Rc<Inner>, mut sock: Async<TcpStream>, id: u64) -> Result
             Event::Read(Ok(0)) => return Ok(()),
             Event::Read(Err(e)) => return Err(e.to_string()),
             Event::Read(Ok(n)) => &rbuf[..n],
-            Event::Changed | Event::Deadline => &[][..],
+            Event::Changed | Event::Deadline | Event::Pending => &[][..],
         };
         let (res, appended) = {
             let mut store = inner.store.borrow_mut();

@@ -43,6 +43,8 @@ pub struct Session {
     state: State,
     buf: Vec<u8>,
     parked: Vec<Parked>,
+    /// `tick` stopped at the output bound with reads still answerable.
+    tick_cut: bool,
 }
 
 impl Default for Session {
@@ -57,7 +59,18 @@ impl Session {
             state: State::Version,
             buf: Vec::new(),
             parked: Vec::new(),
+            tick_cut: false,
         }
+    }
+
+    /// Whether work is left without new input: a whole frame buffered, or answerable reads
+    /// left by `tick`, because one step stops once `STREAM_MAX_READ_RESPONSE_BYTES` of
+    /// replies are waiting (so one step never builds more than about two responses' worth).
+    /// Call `input(&[])` after writing the output.
+    pub fn pending(&self) -> bool {
+        self.tick_cut
+            || (self.state != State::Version
+                && matches!(wire::parse_frame(&self.buf), Ok(Frame::Whole { .. })))
     }
 
     /// Takes bytes from the client; response frames are appended to `out`. `Err(reason)`:
@@ -66,6 +79,9 @@ impl Session {
         self.buf.extend_from_slice(data);
         let mut used = 0;
         let res = loop {
+            if out.len() >= limits::STREAM_MAX_READ_RESPONSE_BYTES {
+                break Ok(());
+            }
             let rest = &self.buf[used..];
             if self.state == State::Version {
                 match rest.first() {
@@ -265,7 +281,12 @@ impl Session {
     /// stream deleted).
     pub fn tick(&mut self, ctx: &mut Ctx, out: &mut Vec<u8>) {
         let mut i = 0;
+        self.tick_cut = false;
         while i < self.parked.len() {
+            if out.len() >= limits::STREAM_MAX_READ_RESPONSE_BYTES {
+                self.tick_cut = true;
+                return;
+            }
             let p = &self.parked[i];
             let timed_out = ctx.now_ms >= p.deadline_ms;
             if let Some(f) = read_now(ctx, &p.id, &p.name, p.opts, timed_out) {
@@ -538,5 +559,43 @@ mod tests {
             replies(&out),
             [(10, "4".to_string(), Status::NotEnoughMessages as u8)]
         );
+    }
+
+    #[test]
+    fn one_step_builds_a_bounded_amount_of_replies() {
+        let mut t = store();
+        let mut d = wire::decode_definition(&{
+            let mut e = Encoder::new(Vec::new());
+            e.map(3).unwrap();
+            e.str("name").unwrap().str("big").unwrap();
+            e.str("strategyOnFull").unwrap().u8(0).unwrap();
+            e.str("persistence").unwrap().u8(1).unwrap();
+            e.into_writer()
+        })
+        .unwrap();
+        d.max_size = 1 << 20;
+        t.store.create(d).unwrap();
+        t.store.append("big", &vec![1; 400 * 1024], 0).unwrap();
+        let mut s = Session::new();
+        let _ = step(&mut s, &mut t.store, false, 0, &connect(None));
+        let reads: Vec<u8> = (0..6)
+            .flat_map(|i| {
+                frame(op::READ, |e| {
+                    e.map(2).unwrap();
+                    e.str("requestId").unwrap().str(&i.to_string()).unwrap();
+                    e.str("streamName").unwrap().str("big").unwrap();
+                })
+            })
+            .collect();
+        let (_, out) = step(&mut s, &mut t.store, false, 0, &reads);
+        let first = replies(&out).len();
+        assert!((1..6).contains(&first), "{first}");
+        assert!(s.pending());
+        let mut total = first;
+        while s.pending() {
+            let (_, out) = step(&mut s, &mut t.store, false, 0, &[]);
+            total += replies(&out).len();
+        }
+        assert_eq!(total, 6);
     }
 }

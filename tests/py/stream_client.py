@@ -274,7 +274,52 @@ def churn(mb, flag):
     wait_file(flag)
 
 
+def bench(port, n_client, n_raw):
+    """Appends through the server: the stock client one at a time, then raw pipelined frames
+    (all written, replies read by a second thread). Prints wall seconds per phase; the script
+    reads sprig's CPU around each phase (it waits for a line on stdin between phases)."""
+    n_client, n_raw, port = int(n_client), int(n_raw), int(port)
+    blob = b"b" * 256
+    c = StreamManagerClient()
+    c.create_message_stream(stream("bench", persistence=Persistence.File, max_size=1 << 30,
+                                   stream_segment_size=1 << 20))
+    sys.stdin.readline()
+    t0 = time.time()
+    for _ in range(n_client):
+        c.append_message("bench", blob)
+    out(phase="client", n=n_client, secs=time.time() - t0)
+    sys.stdin.readline()
+    s = socket.create_connection(("127.0.0.1", port))
+    req = cbor2.dumps({"requestId": "c", "protocolVersion": "1.1.0"})
+    s.sendall(b"\x01" + struct.pack(">iB", len(req) + 1, 1) + req)
+    hdr = s.recv(1)
+    ln = struct.unpack(">i", s.recv(4))[0]
+    while ln > 0:
+        ln -= len(s.recv(ln))
+    frames = []
+    for i in range(n_raw):
+        p = cbor2.dumps({"requestId": "a%d" % i, "name": "bench", "payload": blob})
+        frames.append(struct.pack(">iB", len(p) + 1, 4) + p)
+    data = b"".join(frames)
+    got = [0]
+
+    def reader():
+        buf = b""
+        while got[0] < n_raw:
+            buf += s.recv(1 << 16)
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">i", buf[:4])[0]:
+                buf = buf[4 + struct.unpack(">i", buf[:4])[0]:]
+                got[0] += 1
+
+    t = threading.Thread(target=reader)
+    t0 = time.time()
+    t.start()
+    s.sendall(data)
+    t.join()
+    out(phase="pipelined", n=n_raw, secs=time.time() - t0, header=hdr.hex())
+
+
 if __name__ == "__main__":
     {"basic": basic, "bounds": bounds, "crash_append": crash_append, "crash_check": crash_check,
      "connect_refused": connect_refused, "garbage": lambda p: garbage(int(p)), "export": export,
-     "churn": churn}[sys.argv[1]](*sys.argv[2:])
+     "churn": churn, "bench": bench}[sys.argv[1]](*sys.argv[2:])
