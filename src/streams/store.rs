@@ -572,6 +572,12 @@ impl Store {
                         .append(true)
                         .open(&*p)
                         .map_err(|e| io_err("cannot open", p, e));
+                    // flushOnWrite: the new file's directory entry must survive power loss too.
+                    if s.def.flush_on_write && seg.bytes == 0 {
+                        if let Some(d) = &s.dir {
+                            let _ = File::open(d).and_then(|d| d.sync_all());
+                        }
+                    }
                     match f {
                         Ok(f) => s.active = Some(f),
                         Err(e) => {
