@@ -16,6 +16,7 @@ struct Rig {
     root: TestRoot,
     daemon: Option<Daemon>,
     port: u16,
+    env: Vec<(String, String)>,
 }
 
 fn group(port: u16, auth: bool) -> String {
@@ -29,6 +30,11 @@ fn group(port: u16, auth: bool) -> String {
 impl Rig {
     /// A root whose group deploys the stream manager; `sprig` is extra config.json `sprig` keys.
     fn new(label: &str, auth: bool, sprig: &str) -> Rig {
+        Rig::with_env(label, auth, sprig, Vec::new())
+    }
+
+    /// [`Rig::new`] with extra environment for the daemon.
+    fn with_env(label: &str, auth: bool, sprig: &str, env: Vec<(String, String)>) -> Rig {
         let root = TestRoot::new(label);
         if !sprig.is_empty() {
             let c = root.default_config();
@@ -45,13 +51,19 @@ impl Rig {
             root,
             daemon: None,
             port,
+            env,
         };
         rig.start();
         rig
     }
 
     fn start(&mut self) {
-        let d = self.root.start();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let d = Daemon::spawn(&self.root, &["--foreground", "-i"], &env);
         let port = self.port;
         assert!(
             wait_until(PATIENCE, || std::net::TcpStream::connect((
@@ -311,6 +323,79 @@ fn http_export_raw_through_outage_and_restart() {
 #[test]
 fn http_export_json_through_outage_and_restart() {
     export_through_outage("json");
+}
+
+/// HTTPS export: the endpoint's certificate is issued by a CA the daemon trusts through
+/// SSL_CERT_FILE (here the test's group CA), name checked against the URI's IP address.
+#[test]
+fn https_export_verifies_the_endpoint() {
+    let probe = TestRoot::new("streams-https-ca");
+    let certs = probe.certs();
+    let (ca, ca_key) = (certs.join("group-ca.pem"), certs.join("group-ca.key"));
+    let (key, csr, cert, ext) = (
+        certs.join("web.key"),
+        certs.join("web.csr"),
+        certs.join("web.pem"),
+        certs.join("web.ext"),
+    );
+    let p = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]);
+    let rig = Rig::with_env(
+        "streams-https",
+        false,
+        "",
+        vec![("SSL_CERT_FILE".into(), p(&ca))],
+    );
+    let out = rig.run(
+        &[
+            "export_https",
+            &free_port().to_string(),
+            &p(&cert),
+            &p(&key),
+            "5",
+        ],
+        &[],
+    );
+    assert!(
+        out.contains(r#""last": 4, "error": null, "received_ok": true"#),
+        "{out}"
+    );
 }
 
 /// RSS stays flat while 32 MiB (the issue's 100 MB scaled down for CI time) pass through a

@@ -179,8 +179,11 @@ async fn post(
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let code = if uri.tls {
         if tls.is_none() {
-            let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
-            *tls = Some(crate::cloud::tls::proxy_client_config(&[bundle])?);
+            // The system bundle, or the file SSL_CERT_FILE names (the OpenSSL convention).
+            let bundle = std::env::var_os("SSL_CERT_FILE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+            *tls = Some(crate::cloud::tls::proxy_client_config(&[&bundle])?);
         }
         let cfg = tls.clone().ok_or("no TLS configuration")?;
         let mut w = TlsWire::connect(tcp, cfg, &uri.host)

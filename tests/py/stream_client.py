@@ -259,6 +259,41 @@ def export(port, n, fmt, flag):
         received_ok=received == [b"e%d" % i for i in range(n)], received=len(received))
 
 
+def export_https(port, cert, key, n):
+    """HTTPS export to a local TLS endpoint (its certificate from the test's CA)."""
+    import ssl
+    port, n = int(port), int(n)
+    received = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", port), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    c = StreamManagerClient()
+    c.create_message_stream(stream("tls", export_definition=ExportDefinition(http=[
+        HTTPConfig(identifier="secure", uri="https://127.0.0.1:%d/in" % port)])))
+    for i in range(n):
+        c.append_message("tls", b"t%d" % i)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        st = c.describe_message_stream("tls").export_statuses[0]
+        if st.last_exported_sequence_number == n - 1:
+            break
+        time.sleep(0.1)
+    out(last=st.last_exported_sequence_number, error=st.error_message,
+        received_ok=received == [b"t%d" % i for i in range(n)])
+
+
 def churn(mb, flag):
     """`mb` MiB through a 1 MiB OverwriteOldestData stream in 64 KiB messages."""
     c = StreamManagerClient()
@@ -322,4 +357,4 @@ def bench(port, n_client, n_raw):
 if __name__ == "__main__":
     {"basic": basic, "bounds": bounds, "crash_append": crash_append, "crash_check": crash_check,
      "connect_refused": connect_refused, "garbage": lambda p: garbage(int(p)), "export": export,
-     "churn": churn, "bench": bench}[sys.argv[1]](*sys.argv[2:])
+     "churn": churn, "bench": bench, "export_https": export_https}[sys.argv[1]](*sys.argv[2:])
