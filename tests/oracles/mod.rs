@@ -215,7 +215,7 @@ pub fn proxy_reply(data: &[u8]) {
 /// than one frame, and everything it sends back is whole frames (after the connect version
 /// byte) that the client's framing accepts; each frame the parser finds decodes or is refused
 /// without a panic.
-#[cfg(any(feature = "stream-manager", fuzzing))]
+#[cfg(feature = "stream-manager")]
 pub fn stream_frame(data: &[u8]) {
     use sprig::streams::session::{Ctx, Session};
     use sprig::streams::store::Store;
