@@ -551,21 +551,22 @@ impl Store {
             });
         }
         let seq = s.next_seq;
-        let mut buf = Vec::with_capacity(rec as usize);
-        encode_record(&mut buf, seq, now_ms, payload);
         let seg = s.segs.back_mut().expect("a segment was just ensured");
         match &mut seg.data {
             SegData::Mem(v) => {
-                if v.capacity() - v.len() < buf.len() {
+                let need = rec as usize;
+                if v.capacity() - v.len() < need {
                     // Grow by doubling, but never past one segment (plus this record).
                     let want = (v.capacity() * 2)
-                        .max(v.len() + buf.len())
-                        .min((s.def.segment_size as usize).max(v.len() + buf.len()));
+                        .max(v.len() + need)
+                        .min((s.def.segment_size as usize).max(v.len() + need));
                     v.reserve_exact(want - v.len());
                 }
-                v.extend_from_slice(&buf);
+                encode_record(v, seq, now_ms, payload);
             }
             SegData::File(p) => {
+                let mut buf = Vec::with_capacity(rec as usize);
+                encode_record(&mut buf, seq, now_ms, payload);
                 if s.active.is_none() {
                     let f = fs::OpenOptions::new()
                         .create(true)
