@@ -13,8 +13,11 @@ PY=${SPRIG_TEST_PYTHON:-$PWD/.venv/bin/python}
 N_CLIENT=${N_CLIENT:-5000}
 N_RAW=${N_RAW:-50000}
 
+# The server rows run the shipped static binary (musl/build.sh ... --profile full) when it is
+# there, else a host release build.
+BIN=${SPRIG_BENCH_BIN:-dist/bin/x86_64-unknown-linux-musl/full/sprig}
+if [ ! -x "$BIN" ]; then cargo build --release --quiet; BIN=target/release/sprig; fi
 cargo build --release --quiet --example bench_streams
-cargo build --release --quiet
 store_rows=$(cargo run --release --quiet --example bench_streams -- "target/bench-streams")
 
 work=$(mktemp -d)
@@ -35,7 +38,7 @@ cat > "$work/write/ggc/deployment/group/group.json" <<EOF
  "FunctionConfiguration":{"MemorySize":128000,"Pinned":true,"Timeout":3,"Environment":{"Variables":{
  "STREAM_MANAGER_SERVER_PORT":"$port","STREAM_MANAGER_AUTHENTICATE_CLIENT":"false"}}}}]}}
 EOF
-target/release/sprig start -r "$work/root" --foreground -i >"$work/daemon.log" 2>&1 &
+"$BIN" start -r "$work/root" --foreground -i >"$work/daemon.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break; sleep 0.1; done
 cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
@@ -59,7 +62,8 @@ section=$(cat <<EOF
 <!-- streams-bench begin -->
 ## Stream manager (scripts/bench-streams.sh)
 
-Generated on $(date -u '+%Y-%m-%d %H:%M UTC') ($(git rev-parse --short HEAD)), release build (host), shared 2-core machine.
+Generated on $(date -u '+%Y-%m-%d %H:%M UTC') ($(git rev-parse --short HEAD)), shared 2-core machine. In-process rows: host release
+build; server rows: \`$BIN\`.
 The in-process rows call \`Spool::push\` / \`Store::append\` directly; the server rows count sprig's CPU
 only (utime + stime of the daemon, 10 ms ticks; the Python client runs on the same CPUs). sprig's RSS
 after the server rows: ${rss} KiB.

@@ -111,6 +111,10 @@ impl Session {
             }
         };
         self.buf.drain(..used);
+        // A big frame's buffer is not kept for the life of the connection.
+        if self.buf.capacity() > 64 * 1024 && self.buf.len() < 16 * 1024 {
+            self.buf.shrink_to(16 * 1024);
+        }
         res
     }
 
