@@ -124,6 +124,12 @@ for n in env("ROUTE_SUBS", "10 1000 10000").split():
     row(f"Routing 1→1 with {int(n):,} subscriptions: broker CPU-s per million", f"route-{n}", "cpu_s_per_million", "cpu")
     row(f"Routing 1→1 with {int(n):,} subscriptions: msgs/s", f"route-{n}", "msgs_per_s", "int")
 
+smsgs = int(env("SHADOW_MSGS", "1000"))
+row(f"Shadow updates, {pubs} devices × {smsgs:,}, one request in flight each (sprig only): accepted/s",
+    "shadow", "updates_per_s", "int")
+row("Shadow updates: accepted per broker CPU-second (each stored with fsync before the answer)",
+    "shadow", "updates_per_cpu_s", "int")
+
 runs = sorted({r["run"] for r in rows})
 brokers = sorted({r["broker"] for r in rows})
 quick = env("QUICK") == "1"

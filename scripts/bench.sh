@@ -39,10 +39,10 @@ done
 # little (>= 0.3 CPU-seconds for the throughput scenarios on this class of machine).
 if [ "$QUICK" = 1 ]; then
   FANIN_MSGS=2000 LAT_RATE=1000 LAT_SECS=2 FANOUT_RATE=200 FANOUT_SECS=2 IDLE="50 200"
-  ROUTE_MSGS=5000 ROUTE_SUBS="10 1000"
+  ROUTE_MSGS=5000 ROUTE_SUBS="10 1000" SHADOW_MSGS=100
 else
   FANIN_MSGS=25000 LAT_RATE=1000 LAT_SECS=5 FANOUT_RATE=200 FANOUT_SECS=5 IDLE="200 1000"
-  ROUTE_MSGS=100000 ROUTE_SUBS="10 1000 10000"
+  ROUTE_MSGS=100000 ROUTE_SUBS="10 1000 10000" SHADOW_MSGS=1000
 fi
 FANIN_PUBS=8
 FANOUT_SUBS=50
@@ -183,7 +183,7 @@ sprig_cmd() { echo "${SPRIG_START//\{ROOT\}/$SPRIG_ROOT}"; }
 
 GROUP_MAIN=$WORK/group-main.json
 SPRIG_DEVICES=$(( DEVICES < SPRIG_MAX_GROUP_DEVICES ? DEVICES : SPRIG_MAX_GROUP_DEVICES ))
-"$LOADGEN" group --certs "$CERTS" --devices "$SPRIG_DEVICES" --scenarios 1 --route 0 > "$GROUP_MAIN"
+"$LOADGEN" group --certs "$CERTS" --devices "$SPRIG_DEVICES" --scenarios 1 --route 0 --shadow 1 > "$GROUP_MAIN"
 
 # ---------------------------------------------------------------------------------------------
 BROKER_PID=
@@ -249,6 +249,11 @@ run_broker() { # $1 broker, $2 run number
   lg "$b" fanin --publishers $FANIN_PUBS --messages $FANIN_MSGS --qos 1 | record "$b" "$r" fanin-q1
   lg "$b" latency --rate $LAT_RATE --secs $LAT_SECS | record "$b" "$r" latency
   lg "$b" fanout --subscribers $FANOUT_SUBS --rate $FANOUT_RATE --secs $FANOUT_SECS | record "$b" "$r" fanout
+  # The local shadow service (sprig only: mosquitto has none): each publisher updates its own
+  # shadow and waits for update/accepted; every update is stored (tmp, fsync, rename) first.
+  if [ "$b" = sprig ]; then
+    lg "$b" shadow --publishers $FANIN_PUBS --messages $SHADOW_MSGS | record "$b" "$r" shadow
+  fi
   # Routing cost against N subscriptions: sprig holds them in group.json (N-1 that never match
   # plus the measured one, all with the publisher as Source); mosquitto holds N-1 non-matching
   # filters subscribed by one idle client plus the sink's one.
@@ -279,6 +284,7 @@ done
 MACHINE_CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 export MACHINE="$(nproc) CPUs, ${MACHINE_CPU:-unknown CPU}, Linux $(uname -r), $(free -m | awk '/^Mem:/{print $2}') MiB RAM"
 export VERSIONS="sprig $("$SPRIG" --version 2>/dev/null | awk '{print $2}') ($(git rev-parse --short HEAD)$(git diff --quiet || echo ', dirty')), $("$MOSQUITTO" -h 2>/dev/null | head -1), $(openssl version | awk '{print $1, $2}'), $(rustc --version | awk '{print $1, $2}')"
+export SHADOW_MSGS
 export RUNS QUICK IDLE FANIN_PUBS FANIN_MSGS LAT_RATE LAT_SECS FANOUT_SUBS FANOUT_RATE FANOUT_SECS ROUTE_MSGS ROUTE_SUBS SPRIG_DEVICES
 export DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
 python3 "$REPO/scripts/bench-report.py" "$RESULTS" > "$WORK/BENCHMARKS.md"

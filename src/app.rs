@@ -19,6 +19,7 @@ use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
 use crate::limits;
 use crate::pki;
+use crate::shadow::ShadowService;
 use crate::status::StatusBoard;
 use crate::workq::SharedQueue;
 use crate::workq::WorkItem;
@@ -80,6 +81,21 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     let hub = Hub::new(&core.group, queue.clone(), config.sprig.max_connections);
     let status = Rc::new(StatusBoard::new(&config.write_dir, hub.clone()));
 
+    // The local shadow service (issue 9): requests routed to GGShadowService, replies into the
+    // work queue with source GGShadowService.
+    let shadows = ShadowService::open(
+        &config.write_dir,
+        &shadow_things(config, &core.group),
+        queue.clone(),
+    );
+    hub.set_shadow_sink(shadows.clone());
+    let s = shadows.clone();
+    status.add_section("shadows", Box::new(move || s.status()));
+    if !shadows.synced_things().is_empty() {
+        let s = shadows.clone();
+        status.add_section("shadow_sync", Box::new(move || s.sync_status()));
+    }
+
     // The cloud link (issue 4): messages routed to `cloud` go to its spool; messages from the
     // cloud enter the work queue with source `cloud` (a QoS 1 one is acknowledged upstream only
     // if the queue took it).
@@ -99,10 +115,24 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             );
             None
         }
-        Some(settings) => {
+        Some(mut settings) => {
+            // Shadow sync (issue 9): the synced things' shadow responses from the cloud go to
+            // the shadow service, not the work queue.
+            for thing in shadows.synced_things() {
+                for f in ShadowService::cloud_filters(&thing) {
+                    if !settings.filters.contains(&f) {
+                        settings.filters.push(f);
+                    }
+                }
+            }
             let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
             let q = queue.clone();
+            let sh = shadows.clone();
             let inbound = move |topic: &str, payload: Bytes| {
+                if sh.takes_cloud_topic(topic) {
+                    sh.cloud_message(topic, &payload);
+                    return true;
+                }
                 q.push(WorkItem {
                     source: Endpoint::Cloud,
                     topic: topic.to_owned(),
@@ -118,6 +148,13 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             );
             let c = Cloud::start(ex, settings, spool, Box::new(inbound));
             hub.set_cloud_sink(Rc::new(c.clone()));
+            if !shadows.synced_things().is_empty() {
+                ex.spawn(shadows.clone().run_sync(
+                    Rc::new(SyncPort(c.clone())),
+                    u64::from(config.shadow_sync_timeout),
+                ))
+                .detach();
+            }
             let (c1, c2) = (c.clone(), c.clone());
             status.add_section("cloud", Box::new(move || c1.status().sections().0));
             status.add_section("spool", Box::new(move || c2.status().sections().1));
@@ -192,6 +229,43 @@ fn start_streams(
     let s = sm.clone();
     status.add_section("streams", Box::new(move || s.status()));
     Ok(Some(sm))
+}
+
+/// The shadow sync's view of the cloud link.
+struct SyncPort(Cloud);
+
+impl crate::shadow::service::CloudPort for SyncPort {
+    fn send(&self, topic: &str, payload: Bytes) -> bool {
+        self.0.publish(topic, payload).is_ok()
+    }
+    fn connected(&self) -> bool {
+        self.0.connected()
+    }
+}
+
+/// The things that have shadows: the core (config.json's thing and the group's cores) and every
+/// device, with their SyncShadow flag.
+fn shadow_things(config: &Config, group: &Group) -> Vec<(String, bool)> {
+    let mut things: Vec<(String, bool)> = Vec::new();
+    let mut add = |name: &str, sync: bool| {
+        if name.is_empty() {
+            return;
+        }
+        match things.iter_mut().find(|(n, _)| n == name) {
+            Some(t) => t.1 |= sync,
+            None => things.push((name.to_string(), sync)),
+        }
+    };
+    for c in &group.cores {
+        if let Some(n) = crate::config::core::thing_name_of(&c.thing_arn) {
+            add(n, c.sync_shadow);
+        }
+    }
+    add(&config.core_thing.thing_name, false);
+    for d in &group.devices {
+        add(&d.thing_name, d.sync_shadow);
+    }
+    things
 }
 
 fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {

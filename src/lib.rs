@@ -5,7 +5,8 @@
 //! * **L0, pure data**: [`limits`] (every capacity, named), [`json`] (bounded JSON reader),
 //!   [`config`] (config.json and group.json, validated), [`topic`] (MQTT topic names and filters).
 //! * **L1, sans-IO cores**: [`router`] (managed subscriptions: who may send what to whom),
-//!   [`workq`] (the one bounded work queue), [`spool`] (cloud-bound store-and-forward).
+//!   [`workq`] (the one bounded work queue), [`spool`] (cloud-bound store-and-forward), [`shadow`] (the local shadow
+//!   service: requests → replies, stored documents, cloud sync).
 //! * **L2, the async shell** on one `async_executor::LocalExecutor` driven by `async_io::block_on`
 //!   on the main thread: [`broker`] (TLS MQTT for group devices), [`cloud`] (link to AWS IoT Core),
 //!   [`app`] (wires them together), [`daemon`] (start/stop, signals, pid file), [`logging`]
@@ -25,6 +26,7 @@ pub mod topic;
 
 // L1
 pub mod router;
+pub mod shadow;
 pub mod spool;
 pub mod workq;
 

@@ -293,3 +293,36 @@ pub const STREAM_EXPORT_BACKOFF_MAX_MS: u64 = 30_000;
 
 /// HTTP export: default `batchSize` (the client's documented default 1 for HTTP; at most 500).
 pub const STREAM_EXPORT_DEFAULT_BATCH: u32 = 1;
+
+// Shadow service (issue 9): AWS IoT Device Shadow limits, and the bounds of sprig's store.
+
+/// Largest desired + reported state of one shadow, bytes (metadata does not count): AWS IoT
+/// "The device's shadow supports 8 KB of data only ... Only the data for desired and reported
+/// state ... counts toward the limit" (AWS IoT developer guide, "Diagnosing problems with
+/// shadows"). Over it: 413 "The payload exceeds the maximum size allowed".
+pub const SHADOW_MAX_STATE_BYTES: usize = 8 * 1024;
+
+/// Deepest nesting inside `desired` or `reported`, levels: AWS IoT's 400 "JSON contains too many
+/// levels of nesting; maximum is 6" (AWS IoT developer guide, "Device Shadow error messages").
+pub const SHADOW_MAX_DEPTH: usize = 6;
+
+/// Longest `clientToken`, bytes: "A client token that is longer than 64 bytes will cause this
+/// response" (400 "Invalid clientToken", AWS IoT developer guide, "Device Shadow error messages").
+pub const SHADOW_MAX_CLIENT_TOKEN_BYTES: usize = 64;
+
+/// Longest thing name, bytes (AWS IoT: thing names are 1-128 characters of `[a-zA-Z0-9:_-]`).
+pub const SHADOW_MAX_THING_NAME_BYTES: usize = 128;
+
+/// Largest stored shadow (state, per-leaf metadata, version), bytes. Metadata can be several
+/// times the 8 KB state (one `{"timestamp":..}` per leaf); 60 KiB keeps `update/documents`
+/// (previous + current) under the 128 KiB payload limit. Over it: 413.
+pub const SHADOW_MAX_FILE_BYTES: usize = 60 * 1024;
+
+/// All stored shadows together, bytes (files under ggc/var/state/shadows/). 1 MiB holds 200
+/// devices' shadows of ~5 KB each, on routers whose overlay flash is a few MB. When an update
+/// would pass it, the update is refused with 413 and a message saying the store is full.
+pub const SHADOW_STORE_MAX_BYTES: usize = 1024 * 1024;
+
+/// How often the shadow sync looks at the cloud link's state (reconcile on up, re-ask
+/// unanswered gets after `system.shadowSyncTimeout`), ms. One cheap check per second.
+pub const SHADOW_SYNC_TICK_MS: u64 = 1_000;

@@ -51,7 +51,8 @@ fn obj(fields: Vec<(&str, Value)>) -> Value {
     )
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -116,7 +117,6 @@ impl StatusBoard {
                     ),
                     ("slow_subscriber", int(s.dropped_slow_subscriber.get())),
                     ("no_route", int(s.dropped_no_route.get())),
-                    ("shadow_not_built", int(s.dropped_shadow.get())),
                     (
                         "lambda_or_connector_not_built",
                         int(s.dropped_no_local_target.get()),

@@ -40,6 +40,7 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
+    replay("shadow_request", oracles::shadow_requests);
     #[cfg(feature = "stream-manager")]
     replay("stream_frame", oracles::stream_frame);
 }
@@ -48,7 +49,8 @@ fn other_targets_reproducers() {
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let checks: [(&str, fn(&[u8])); 8] = [
+    type Check = (&'static str, fn(&[u8]));
+    let checks: [Check; 9] = [
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -57,6 +59,7 @@ fn seeds_pass_the_oracles() {
         ("spool_record", oracles::spool_record),
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
+        ("shadow_request", oracles::shadow_requests),
     ];
     #[cfg(feature = "stream-manager")]
     let checks = checks

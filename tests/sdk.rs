@@ -1,8 +1,8 @@
 //! Greengrass devices written with the AWS IoT Device SDK for Python (AWSIoTPythonSDK 1.5.4,
 //! the SDK of the guide's Module 4) against the real sprig binary (SPRIG_TEST_BIN): the guide's
 //! HelloWorld_Publisher → HelloWorld_Subscriber exchange, what the SDK does with sprig's
-//! refusals, and a shadow request from `AWSIoTMQTTShadowClient`. The device side is
-//! tests/py/sdk_device.py; every observation is asserted here.
+//! refusals, and a shadow request from `AWSIoTMQTTShadowClient` answered by the shadow
+//! service. The device side is tests/py/sdk_device.py; every observation is asserted here.
 //!
 //! What the SDK sends (read from its source): MQTT 3.1.1, clean session, keep-alive 600 s,
 //! username `?SDK=Python&Version=1.5.4` (metrics; sprig ignores it), the QoS the caller gives
@@ -240,12 +240,11 @@ fn the_sdk_on_refused_connections_and_refused_subscriptions() {
 }
 
 #[test]
-fn shadow_get_from_the_shadow_client_is_counted_and_unanswered_until_the_shadow_service_lands() {
+fn shadow_get_from_the_shadow_client_is_answered_by_the_local_shadow_service() {
     let rig = rig("sdk-shadow");
-    // Today's documented behaviour (README: local shadow service not built): the request is
-    // routed along the GGShadowService subscription, logged, dropped and counted, and the
-    // SDK's own 5 s request timeout fires. When the shadow service lands this flips: expect
-    // `response rejected` (404, no shadow yet) or `response accepted` with the same token.
+    // The request is routed along the GGShadowService subscription; no shadow exists yet, so
+    // the SDK's callback gets `rejected` with AWS's 404 document and its own token (the SDK
+    // drops responses carrying a token it did not send, so "same token True" proves the echo).
     let out = sdk(
         &rig,
         &rig.subscriber,
@@ -255,22 +254,21 @@ fn shadow_get_from_the_shadow_client_is_counted_and_unanswered_until_the_shadow_
     );
     assert!(out.contains("connect True"), "{out}");
     assert!(
-        out.contains("response timeout REQUEST TIME OUT"),
-        "expected the SDK's timeout:\n{out}"
+        out.contains(&format!(
+            "response rejected {{\"code\":404,\"message\":\"No shadow exists with name: '{SUBSCRIBER}'\""
+        )),
+        "expected the 404 document:\n{out}"
     );
     assert!(out.contains("same token True"), "{out}");
     assert!(
-        wait_until(PATIENCE, || status_counter(&rig.root, "shadow_not_built")
-            >= 1),
+        wait_until(PATIENCE, || status_counter(&rig.root, "gets") >= 1),
         "{}",
         status_json(&rig.root).unwrap_or_default()
     );
     assert_eq!(status_counter(&rig.root, "no_route"), 0);
-    let log = log_text(&rig);
     assert!(
-        log.contains(&format!(
-            "shadow request on \"$aws/things/{SUBSCRIBER}/shadow/get\" from"
-        )),
-        "{log}"
+        log_text(&rig).contains(&format!("shadow get of {SUBSCRIBER} rejected: 404")),
+        "{}",
+        log_text(&rig)
     );
 }

@@ -427,6 +427,15 @@ impl Cloud {
         r
     }
 
+    /// Whether the first connection (`-c00`, the one that publishes) is connected now.
+    pub fn connected(&self) -> bool {
+        self.0
+            .conns
+            .borrow()
+            .first()
+            .is_some_and(|c| c.state == LinkState::Connected)
+    }
+
     /// Writes the FileSystem spool's head marker now (at shutdown).
     pub fn flush(&self) {
         self.0.spool.borrow_mut().flush();

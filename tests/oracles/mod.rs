@@ -258,3 +258,48 @@ pub fn stream_frame(data: &[u8]) {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shadow requests: `data` is a sequence of requests separated by NUL bytes, each one byte
+/// choosing the operation (update/get/delete) then the payload, all on thing `t`. The service
+/// never panics; every answer is a JSON document on `<op>/accepted|rejected`; a rejection has
+/// a code and a message; an accepted update grows the version by one; what is kept reads back
+/// from its stored form unchanged and stays within the state limit.
+pub fn shadow_requests(data: &[u8]) {
+    use sprig::shadow::{store, ShadowOp, Shadows};
+    let mut shadows = Shadows::new(&[("t".to_string(), true)], 64 * 1024);
+    for (i, chunk) in data.split(|&b| b == 0).enumerate().take(64) {
+        let Some((&sel, payload)) = chunk.split_first() else {
+            continue;
+        };
+        let op = [ShadowOp::Update, ShadowOp::Get, ShadowOp::Delete][usize::from(sel % 3)];
+        let before = shadows.get("t").map_or(0, |s| s.version);
+        let mut plan = shadows.plan("t", op, payload, i as u64);
+        let answer = json::parse(plan.answer.1.as_bytes(), usize::MAX, MAX_JSON_DEPTH)
+            .unwrap_or_else(|e| panic!("answer is not JSON: {e}\n{}", plan.answer.1));
+        match &plan.rejection {
+            Some(r) => {
+                assert!(plan.answer.0.ends_with("/rejected") && plan.new.is_none());
+                assert_eq!(answer.get("code"), Some(&Value::Int(i64::from(r.code))));
+                assert!(answer.get("message").and_then(Value::as_str).is_some());
+            }
+            None => {
+                assert!(plan.answer.0.ends_with("/accepted"), "{}", plan.answer.0);
+                for r in &plan.side {
+                    json::parse(r.body.as_bytes(), usize::MAX, MAX_JSON_DEPTH).unwrap();
+                }
+                if let Some(new) = &plan.new {
+                    if op == ShadowOp::Update {
+                        assert_eq!(new.version, before + 1);
+                    }
+                    assert!(new.state_bytes() <= sprig::limits::SHADOW_MAX_STATE_BYTES);
+                    // Numbers may change form (1.5e3 is written 1500), so compare written forms.
+                    let text = store::encode(new);
+                    let back = store::decode(text.as_bytes()).unwrap();
+                    assert_eq!(store::encode(&back), text);
+                    assert_eq!((back.version, back.deleted), (new.version, new.deleted));
+                    shadows.apply(&mut plan, text.len());
+                }
+            }
+        }
+    }
+}

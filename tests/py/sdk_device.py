@@ -138,25 +138,33 @@ def cmd_shadow_get(port, ca, cert, key, cid, thing, timeout):
     s.disconnect()
 
 
-def main():
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+def dispatch(commands):
+    """Runs `commands[argv[1]](PORT, CA, CERT, KEY, CLIENT_ID, *ARGS)` from the command line;
+    an exception becomes an `error ...` line and exit 1."""
     cmd = sys.argv[1]
     port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
     code = 0
     try:
-        {
-            "subscriber": cmd_subscriber,
-            "publisher": cmd_publisher,
-            "connect": cmd_connect,
-            "suback": cmd_suback,
-            "shadow-get": cmd_shadow_get,
-        }[cmd](port, ca, cert, key, cid, *sys.argv[7:])
+        commands[cmd](port, ca, cert, key, cid, *sys.argv[7:])
     except Exception as e:
         say(f"error {type(e).__name__}: {e}")
         code = 1
     sys.stdout.flush()
     # The SDK leaves non-daemon threads behind (reconnect and timer threads): exit anyway.
     os._exit(code)
+
+
+def main():
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    dispatch(
+        {
+            "subscriber": cmd_subscriber,
+            "publisher": cmd_publisher,
+            "connect": cmd_connect,
+            "suback": cmd_suback,
+            "shadow-get": cmd_shadow_get,
+        }
+    )
 
 
 if __name__ == "__main__":

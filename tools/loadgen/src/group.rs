@@ -59,6 +59,17 @@ pub struct Plan {
     pub route: bool,
     /// Extra subscriptions that never match the measured topic.
     pub noise: usize,
+    /// The shadow scenario: each publisher sends shadow updates of its own thing to the local
+    /// shadow service and gets `update/accepted` back.
+    pub shadow: bool,
+}
+
+/// The shadow service as a subscription endpoint.
+pub const SHADOW_SERVICE: &str = "GGShadowService";
+
+/// `$aws/things/<dev>/shadow/<suffix>`.
+pub fn shadow_topic(idx: usize, suffix: &str) -> String {
+    format!("$aws/things/{}/shadow/{suffix}", device_name(idx))
 }
 
 /// The group.json text: one Core (the sprig core), the devices, the subscriptions.
@@ -80,6 +91,17 @@ pub fn group_json(certs: &Path, plan: &Plan) -> Result<(String, usize), String> 
         subs.push((FIRST_PUBLISHER, noise_filter(i), NOISE_DEV));
     }
 
+    let mut subs: Vec<(String, String, String)> = subs
+        .into_iter()
+        .map(|(src, subject, dst)| (thing_arn(src), subject, thing_arn(dst)))
+        .collect();
+    if plan.shadow {
+        for p in FIRST_PUBLISHER..FIRST_PUBLISHER + MAX_PUBLISHERS {
+            let svc = SHADOW_SERVICE.to_string();
+            subs.push((thing_arn(p), shadow_topic(p, "update"), svc.clone()));
+            subs.push((svc, shadow_topic(p, "update/accepted"), thing_arn(p)));
+        }
+    }
     let mut out = String::with_capacity(200 * plan.devices + 200 * subs.len());
     out.push_str("{\n\"GroupId\":\"bench-group\",\"GroupVersionId\":\"1\",\n");
     out.push_str("\"CoreDefinitionVersion\":{\"Cores\":[{\"Id\":\"core\",\"ThingArn\":\"");
@@ -108,9 +130,7 @@ pub fn group_json(certs: &Path, plan: &Plan) -> Result<(String, usize), String> 
         let sep = if i + 1 < subs.len() { "," } else { "" };
         let _ = writeln!(
             out,
-            "{{\"Id\":\"s{i}\",\"Source\":\"{}\",\"Subject\":\"{subject}\",\"Target\":\"{}\"}}{sep}",
-            thing_arn(*src),
-            thing_arn(*dst)
+            "{{\"Id\":\"s{i}\",\"Source\":\"{src}\",\"Subject\":\"{subject}\",\"Target\":\"{dst}\"}}{sep}",
         );
     }
     out.push_str("]}\n}\n");

@@ -28,7 +28,8 @@ common options: --addr 127.0.0.1:8883  --certs DIR (ca.crt, dev-NNNN.crt/.key)
                 --pid BROKER_PID  --keep-alive 300  --payload 64 (bytes)
 
 commands:
-  group    --devices N [--scenarios 1] [--route 0] [--noise 0]   print a sprig group.json
+  group    --devices N [--scenarios 1] [--route 0] [--noise 0] [--shadow 0]
+                                                    print a sprig group.json
   stat     --pid P                                  broker RSS, HWM, CPU seconds, fds
   idle     --connections N [--hold 2] [--first 100] hold N TLS devices (dev-0100 and up)
   fanin    --publishers K --messages M --qos 0|1 [--window 32] [--topic bench/fanin]
@@ -36,6 +37,8 @@ commands:
   latency  --rate R --secs S                        1 -> 1 at a fixed rate, p50/p99
   fanout   --subscribers N --rate R --secs S        1 -> N at a fixed rate
   coldstart [--timeout 30] -- CMD ARGS...          spawn a broker, time to the first CONNACK
+  shadow   --publishers K --messages M              sprig only: K devices each update their
+                                                    own shadow M times, one request at a time
 ";
 
 type Args = HashMap<String, String>;
@@ -280,6 +283,7 @@ fn cmd_group(args: &Args) -> Result<String, String> {
         scenarios: get::<u8>(args, "scenarios", Some(1))? != 0,
         route: get::<u8>(args, "route", Some(0))? != 0,
         noise: get(args, "noise", Some(0))?,
+        shadow: get::<u8>(args, "shadow", Some(0))? != 0,
     };
     let certs: String = get(args, "certs", None)?;
     let (text, n) = group_json(certs.as_ref(), &plan)?;
@@ -560,6 +564,81 @@ fn paced(args: &Args, pid: Option<u32>, fanout: bool) -> Result<String, String> 
     ]))
 }
 
+/// K devices, each updating its own shadow M times (QoS 0, as the device SDK sends shadow
+/// requests) and waiting for `update/accepted` before the next: the local shadow service's
+/// request throughput and the broker's CPU per accepted update.
+fn cmd_shadow(args: &Args, pid: Option<u32>) -> Result<String, String> {
+    let t = target(args)?;
+    let k: usize = get(args, "publishers", Some(8))?;
+    let m: u64 = get(args, "messages", Some(1000))?;
+    if k == 0 || k > MAX_PUBLISHERS {
+        return Err(format!("--publishers 1..={MAX_PUBLISHERS}"));
+    }
+    let mut pubs = Vec::new();
+    for i in 0..k {
+        let idx = FIRST_PUBLISHER + i;
+        let mut c = connect(&t, idx)?;
+        subscribe(&mut c, &[shadow_topic(idx, "update/accepted")])?;
+        c.set_read_timeout(Duration::from_millis(100))
+            .map_err(|e| e.to_string())?;
+        pubs.push((idx, c));
+    }
+    let go = Arc::new(Barrier::new(k + 1));
+    let threads: Vec<_> = pubs
+        .into_iter()
+        .map(|(idx, mut c)| {
+            let go = go.clone();
+            thread::spawn(move || -> Result<u64, String> {
+                let (update, accepted) = (shadow_topic(idx, "update"), shadow_topic(idx, "update/accepted"));
+                go.wait();
+                let mut ok = 0;
+                for n in 0..m {
+                    let body = format!(
+                        r#"{{"state":{{"reported":{{"seq":{n},"temperature":{},"mode":"bench"}}}},"clientToken":"{}-{n}"}}"#,
+                        20 + n % 10,
+                        c.name
+                    );
+                    c.publish(&update, QoS::AtMostOnce, 0, body.as_bytes())
+                        .map_err(|e| format!("{}: {e}", c.name))?;
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    loop {
+                        match c.read_packet().map_err(|e| format!("{}: {e}", c.name))? {
+                            Some(Packet::Publish(p)) if p.topic == accepted => break,
+                            _ if Instant::now() > deadline => {
+                                return Err(format!("{}: no update/accepted for request {n}", c.name))
+                            }
+                            _ => {}
+                        }
+                    }
+                    ok += 1;
+                }
+                c.disconnect();
+                Ok(ok)
+            })
+        })
+        .collect();
+    let c0 = cost(pid);
+    go.wait();
+    let t0 = Instant::now();
+    let mut accepted = 0;
+    for h in threads {
+        accepted += h.join().map_err(|_| "publisher panicked".to_string())??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let c1 = cost(pid);
+    let cpu = c1.cpu - c0.cpu;
+    Ok(json_line(&[
+        ("scenario", q("shadow")),
+        ("publishers", k.to_string()),
+        ("accepted", accepted.to_string()),
+        ("secs", f(secs)),
+        ("updates_per_s", f(accepted as f64 / secs)),
+        ("cpu_s", f(cpu)),
+        ("updates_per_cpu_s", f(accepted as f64 / cpu)),
+        ("rss_kib", c1.rss.to_string()),
+    ]))
+}
+
 fn cmd_coldstart(args: &Args, cmd: &[String]) -> Result<String, String> {
     let t = target(args)?;
     let timeout: f64 = get(args, "timeout", Some(30.0))?;
@@ -636,6 +715,7 @@ fn run(argv: &[String]) -> Result<String, String> {
         "latency" => paced(&args, pid, false),
         "fanout" => paced(&args, pid, true),
         "coldstart" => cmd_coldstart(&args, &trailing),
+        "shadow" => cmd_shadow(&args, pid),
         "-h" | "--help" | "help" => Ok(USAGE.trim_end().to_string()),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
