@@ -230,11 +230,12 @@ pub(super) async fn run(inner: Rc<Inner>) {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
                 continue;
             }
-            let batch = {
+            let (from, batch) = {
                 let store = inner.store.borrow();
                 let Some(p) = store.export_progress(stream, &h.identifier) else {
                     continue;
                 };
+                let from = p.next;
                 let pending = store.available(stream, p.next);
                 let first = match store.read(stream, p.next, 1, 1) {
                     Ok(m) if !m.is_empty() => m[0].ingest_ms,
@@ -242,14 +243,17 @@ pub(super) async fn run(inner: Rc<Inner>) {
                 };
                 match due(pending, first, h, now) {
                     None => continue,
-                    Some(0) => store
-                        .read(
-                            stream,
-                            p.next,
-                            u64::from(h.batch_size),
-                            limits::STREAM_MAX_READ_RESPONSE_BYTES,
-                        )
-                        .unwrap_or_default(),
+                    Some(0) => (
+                        from,
+                        store
+                            .read(
+                                stream,
+                                from,
+                                u64::from(h.batch_size),
+                                limits::STREAM_MAX_READ_RESPONSE_BYTES,
+                            )
+                            .unwrap_or_default(),
+                    ),
                     Some(ms) => {
                         wake = Some(wake.map_or(now + ms, |w| w.min(now + ms)));
                         continue;
@@ -259,7 +263,7 @@ pub(super) async fn run(inner: Rc<Inner>) {
             if batch.is_empty() {
                 continue;
             }
-            worked = true;
+            // Checked at create; an error here waits for the next append (no spinning).
             let uri = match Uri::parse(&h.uri) {
                 Ok(u) => u,
                 Err(e) => {
@@ -270,6 +274,14 @@ pub(super) async fn run(inner: Rc<Inner>) {
                     continue;
                 }
             };
+            worked = true;
+            if batch[0].seq > from {
+                log::warn!(
+                    "stream manager: export {} of stream {stream:?}: messages {from}..{} were dropped (OverwriteOldestData or TTL) before they were exported",
+                    h.identifier,
+                    batch[0].seq - 1
+                );
+            }
             let bodies = bodies(h.format, stream, &batch);
             let per_body = if h.format == ExportFormat::RawNotBatched {
                 1
@@ -347,5 +359,96 @@ pub(super) async fn run(inner: Rc<Inner>) {
             };
         };
         future::or(inner.changed.wait(EXPORTER, seen), sleep).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(batch: u32, interval: Option<u64>) -> HttpExport {
+        HttpExport {
+            identifier: "w".into(),
+            uri: "http://h/".into(),
+            batch_size: batch,
+            batch_interval_ms: interval,
+            start_sequence_number: 0,
+            disabled: false,
+            format: ExportFormat::RawNotBatched,
+        }
+    }
+
+    #[test]
+    fn batch_size_or_interval_whichever_first() {
+        assert_eq!(due(0, 0, &h(1, None), 5), None);
+        assert_eq!(due(3, 0, &h(10, None), 5), Some(0), "no interval: at once");
+        assert_eq!(
+            due(10, 1_000, &h(10, Some(60_000)), 2_000),
+            Some(0),
+            "full batch"
+        );
+        assert_eq!(due(3, 1_000, &h(10, Some(60_000)), 2_000), Some(59_000));
+        assert_eq!(
+            due(3, 1_000, &h(10, Some(60_000)), 61_000),
+            Some(0),
+            "oldest waited enough"
+        );
+    }
+
+    #[test]
+    fn uris() {
+        let u = Uri::parse("https://example.com/a?b=1").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "example.com", 443, "/a?b=1")
+        );
+        let u = Uri::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!((u.tls, u.port, u.path.as_str()), (false, 8080, "/"));
+        let u = Uri::parse("http://[::1]:81/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("[::1]", 81));
+        for bad in [
+            "ftp://h/",
+            "http://:80/",
+            "http://u@h/",
+            "http://h:x/",
+            "http://h/a b",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_and_request() {
+        let msgs = [
+            Message {
+                seq: 4,
+                ingest_ms: 9,
+                payload: b"ab".to_vec(),
+            },
+            Message {
+                seq: 5,
+                ingest_ms: 10,
+                payload: vec![0xff],
+            },
+        ];
+        assert_eq!(
+            bodies(ExportFormat::RawNotBatched, "s", &msgs),
+            [b"ab".to_vec(), vec![0xff]]
+        );
+        let json = bodies(ExportFormat::JsonBatched, "s", &msgs);
+        assert_eq!(
+            String::from_utf8(json[0].clone()).unwrap(),
+            r#"[{"streamName":"s","sequenceNumber":4,"ingestTime":9,"payload":"YWI="},{"streamName":"s","sequenceNumber":5,"ingestTime":10,"payload":"/w=="}]"#
+        );
+        let u = Uri::parse("http://h:81/in").unwrap();
+        let r = String::from_utf8(request(&u, ExportFormat::RawNotBatched, b"xyz")).unwrap();
+        assert!(r.starts_with("POST /in HTTP/1.1\r\nHost: h:81\r\n"), "{r}");
+        assert!(r.ends_with("Content-Length: 3\r\nConnection: close\r\nUser-Agent: sprig-stream-manager\r\n\r\nxyz"), "{r}");
+        assert_eq!(
+            parse_status(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            Ok(Some(204))
+        );
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\nA: b"), Ok(None));
+        assert!(parse_status(b"garbage\r\n\r\n").is_err());
     }
 }

@@ -497,9 +497,8 @@ fn decode_exports(raw: &[u8]) -> Result<Exports, String> {
             let uri = c
                 .str("uri")?
                 .ok_or("exportDefinition.http[].uri is required")?;
-            if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-                return Err(format!("exportDefinition.http {identifier}: uri {uri:?} must start with http:// or https://"));
-            }
+            super::export::Uri::parse(&uri)
+                .map_err(|e| format!("exportDefinition.http {identifier}: {e}"))?;
             http.push(HttpExport {
                 identifier,
                 uri,
