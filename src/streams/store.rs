@@ -411,14 +411,14 @@ impl Store {
         if self.streams.len() >= limits::STREAM_MAX_STREAMS {
             return Err(StoreError::TooManyStreams);
         }
-        let id = self.streams.iter().map(|s| s.id + 1).max().unwrap_or(0);
+        // Directory `s<id>`: past every stream's id and any directory already there.
+        let mut id = self.streams.iter().map(|s| s.id + 1).max().unwrap_or(0);
+        while self.root.join(format!("s{id}")).exists() {
+            id += 1;
+        }
         let dir = match def.persistence {
             Persistence::Memory => None,
             Persistence::File => {
-                let mut id = id;
-                while self.root.join(format!("s{id}")).exists() {
-                    id += 1;
-                }
                 let dir = self.root.join(format!("s{id}"));
                 fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
                 Some(dir)
@@ -426,10 +426,7 @@ impl Store {
         };
         let exports = export_list(&def, &[]);
         let s = Stream {
-            id: dir
-                .as_ref()
-                .and_then(|d| d.file_name()?.to_str()?.strip_prefix('s')?.parse().ok())
-                .unwrap_or(id),
+            id,
             def,
             dir,
             segs: VecDeque::new(),
