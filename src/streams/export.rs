@@ -89,6 +89,12 @@ pub fn due(pending: u64, oldest_ingest_ms: u64, h: &HttpExport, now_ms: u64) -> 
     }
 }
 
+/// How long to wait after sending `bytes` so the average stays within `kbps` kilobits per
+/// second (`STREAM_MANAGER_EXPORTER_MAX_BANDWIDTH`), ms.
+pub fn pace_ms(bytes: usize, kbps: Option<u64>) -> u64 {
+    kbps.map_or(0, |k| (bytes as u64 * 8).div_ceil(k.max(1)))
+}
+
 /// The request bodies for a batch (see the module comment).
 pub fn bodies(format: ExportFormat, stream: &str, msgs: &[Message]) -> Vec<Vec<u8>> {
     match format {
@@ -217,7 +223,9 @@ pub(super) async fn run(inner: Rc<Inner>) {
         let now = now_ms();
         let mut wake: Option<u64> = None;
         let mut worked = false;
-        let jobs = inner.store.borrow().http_exports();
+        let mut jobs = inner.store.borrow().http_exports();
+        // Lower `priority` first (unset last); the sort is stable, so creation order otherwise.
+        jobs.sort_by_key(|j| j.1.priority);
         retries.retain(|r| {
             jobs.iter()
                 .any(|(s, h)| *s == r.stream && h.identifier == r.id)
@@ -300,7 +308,13 @@ pub(super) async fn run(inner: Rc<Inner>) {
                     ))
                 };
                 match future::or(post(&uri, &mut tls, &req), timeout).await {
-                    Ok(()) => sent += per_body,
+                    Ok(()) => {
+                        sent += per_body;
+                        let pause = pace_ms(b.len(), inner.settings.export_kbps);
+                        if pause > 0 {
+                            Timer::after(Duration::from_millis(pause)).await;
+                        }
+                    }
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -375,6 +389,7 @@ mod tests {
             start_sequence_number: 0,
             disabled: false,
             format: ExportFormat::RawNotBatched,
+            priority: 11,
         }
     }
 
@@ -393,6 +408,14 @@ mod tests {
             Some(0),
             "oldest waited enough"
         );
+    }
+
+    #[test]
+    fn bandwidth_pacing() {
+        assert_eq!(pace_ms(1000, None), 0);
+        // 1000 bytes = 8000 bits at 512 kbit/s: 15.6 ms.
+        assert_eq!(pace_ms(1000, Some(512)), 16);
+        assert_eq!(pace_ms(125_000, Some(1000)), 1000);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Settings {
     pub root: PathBuf,
     pub authenticate: bool,
     pub max_bytes: u64,
+    /// `STREAM_MANAGER_EXPORTER_MAX_BANDWIDTH`, kilobits per second of export bodies (None:
+    /// unlimited).
+    pub export_kbps: Option<u64>,
 }
 
 impl Settings {
@@ -51,6 +54,7 @@ impl Settings {
             root: write_dir.join("ggc/var/state/streams"),
             authenticate: true,
             max_bytes,
+            export_kbps: None,
         };
         let mut errors = Vec::new();
         for (k, v) in &f.environment {
@@ -72,10 +76,14 @@ impl Settings {
                     "false" => s.authenticate = false,
                     _ => errors.push(format!("{k}: found {v:?}; expected true or false")),
                 },
-                "STREAM_MANAGER_EXPORTER_MAX_BANDWIDTH"
-                | "STREAM_MANAGER_EXPORTER_THREAD_POOL_SIZE"
-                | "JVM_ARGS" => log::info!(
-                    "stream manager: {k} is accepted and not used by sprig (one thread, no JVM; exports run one POST at a time per export)"
+                "STREAM_MANAGER_EXPORTER_MAX_BANDWIDTH" => match v.parse::<u64>() {
+                    Ok(n) if n > 0 => s.export_kbps = Some(n),
+                    _ => errors.push(format!(
+                        "{k}: found {v:?}; expected kilobits per second, a whole number above 0"
+                    )),
+                },
+                "STREAM_MANAGER_EXPORTER_THREAD_POOL_SIZE" | "JVM_ARGS" => log::info!(
+                    "stream manager: {k} is accepted and not used by sprig (one thread, no JVM; exports run one POST at a time)"
                 ),
                 _ => {}
             }

@@ -88,6 +88,8 @@ pub struct HttpExport {
     pub start_sequence_number: u64,
     pub disabled: bool,
     pub format: ExportFormat,
+    /// 1 (first) to 10; unset = after every set one.
+    pub priority: u8,
 }
 
 /// A `MessageStreamDefinition` with the client's defaults filled in.
@@ -507,6 +509,7 @@ fn decode_exports(raw: &[u8]) -> Result<Exports, String> {
                     .map_or(limits::STREAM_EXPORT_DEFAULT_BATCH, |b| b as u32),
                 batch_interval_ms: c.int_in("batchIntervalMillis", 60_000, 9_223_372_036_854)?,
                 start_sequence_number: c.int_in("startSequenceNumber", 0, I63)?.unwrap_or(0),
+                priority: c.int_in("priority", 1, 10)?.map_or(11, |p| p as u8),
                 disabled: c.bool("disabled")?.unwrap_or(false),
                 format: match c.enum_in("exportFormat", 1)? {
                     Some(1) => ExportFormat::JsonBatched,

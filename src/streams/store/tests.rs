@@ -199,6 +199,7 @@ fn reopen_recovers_streams_cuts_torn_tails_and_keeps_numbering() {
             start_sequence_number: 0,
             disabled: false,
             format: ExportFormat::RawNotBatched,
+            priority: 11,
         });
         s.create(d).unwrap();
         s.create(def(
