@@ -435,11 +435,12 @@ pub fn decode_definition(raw: &[u8]) -> Result<Definition, String> {
         Some(1) => Persistence::Memory,
         _ => Persistence::File,
     };
-    let (http, unsupported) = match f.raw("exportDefinition") {
-        Some(e) if Decoder::new(e).datatype().ok() != Some(minicbor::data::Type::Null) => {
-            decode_exports(e)?
-        }
-        _ => (Vec::new(), Vec::new()),
+    let export_raw = f
+        .raw("exportDefinition")
+        .filter(|e| Decoder::new(e).datatype().ok() != Some(minicbor::data::Type::Null));
+    let (http, unsupported) = match export_raw {
+        Some(e) => decode_exports(e)?,
+        None => (Vec::new(), Vec::new()),
     };
     Ok(Definition {
         name: f.name("name")?,
@@ -451,7 +452,7 @@ pub fn decode_definition(raw: &[u8]) -> Result<Definition, String> {
         strategy,
         persistence,
         flush_on_write: f.bool("flushOnWrite")?.unwrap_or(false),
-        export_raw: f.raw("exportDefinition").map(<[u8]>::to_vec),
+        export_raw: export_raw.map(<[u8]>::to_vec),
         http,
         unsupported,
     })
