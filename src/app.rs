@@ -226,8 +226,9 @@ fn start_streams(
         return Ok(None);
     };
     let sm = streams::start(settings, token_ok).map_err(AppError::Startup)?;
-    let s = sm.clone();
-    status.add_section("streams", Box::new(move || s.status()));
+    let (s1, s2) = (sm.clone(), sm.clone());
+    status.add_section("streams", Box::new(move || s1.status()));
+    status.add_section("stream_exports", Box::new(move || s2.export_status()));
     Ok(Some(sm))
 }
 

@@ -309,6 +309,13 @@ fn export_through_outage(format: &str) {
     ] {
         assert!(out.contains(want), "{want} not in:\n{out}");
     }
+    // Progress in `sprig status` (human form); the exported count restarts with the daemon.
+    let mut text = String::new();
+    let shown = wait_until(PATIENCE, || {
+        text = rig.root.sprig("status", &[]).1;
+        text.contains("stream_exports: e/web: exported 30, next 60, pending 0")
+    });
+    assert!(shown, "{text}");
 }
 
 /// HTTP export, RAW_NOT_BATCHED (one POST per message): half exported, the endpoint down

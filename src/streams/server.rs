@@ -160,6 +160,31 @@ impl StreamManager {
         &self.0.settings
     }
 
+    /// The `stream_exports` section of `sprig status`: one line per HTTP export,
+    /// `STREAM/ID: exported N, next M, pending P[, error E]`.
+    pub fn export_status(&self) -> Value {
+        let store = self.0.store.borrow();
+        let lines = store
+            .http_exports()
+            .into_iter()
+            .filter_map(|(stream, h)| {
+                let p = store.export_progress(&stream, &h.identifier)?;
+                let mut line = format!(
+                    "{stream}/{}: exported {}, next {}, pending {}",
+                    h.identifier,
+                    p.messages,
+                    p.next,
+                    store.available(&stream, p.next)
+                );
+                if let Some(e) = &p.error {
+                    line.push_str(&format!(", error {e}"));
+                }
+                Some(Value::String(line))
+            })
+            .collect();
+        Value::Array(lines)
+    }
+
     /// The `streams` section of `sprig status`.
     pub fn status(&self) -> Value {
         let me = &self.0;
@@ -167,24 +192,6 @@ impl StreamManager {
         let (used, max) = store.usage();
         let c = store.counters;
         let int = |v: u64| Value::Int(v as i64);
-        let exports = store
-            .http_exports()
-            .into_iter()
-            .filter_map(|(stream, h)| {
-                let p = store.export_progress(&stream, &h.identifier)?;
-                let mut o = vec![
-                    ("stream".into(), Value::String(stream.clone())),
-                    ("identifier".into(), Value::String(h.identifier.clone())),
-                    ("exported_messages".into(), int(p.messages)),
-                    ("next_sequence_number".into(), int(p.next)),
-                    ("pending".into(), int(store.available(&stream, p.next))),
-                ];
-                if let Some(e) = &p.error {
-                    o.push(("error".into(), Value::String(e.clone())));
-                }
-                Some(Value::Object(o))
-            })
-            .collect();
         Value::Object(vec![
             ("port".into(), Value::Int(i64::from(me.settings.port))),
             ("streams".into(), int(store.names().len() as u64)),
@@ -204,7 +211,6 @@ impl StreamManager {
             ("expired".into(), int(c.expired)),
             ("recovered_cut_bytes".into(), int(c.recovered_cut_bytes)),
             ("io_errors".into(), int(c.io_errors)),
-            ("exports".into(), Value::Array(exports)),
         ])
     }
 }
