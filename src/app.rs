@@ -17,6 +17,8 @@ use crate::cloud::{self, Cloud, CloudSettings};
 use crate::config::Endpoint;
 use crate::config::{Config, Group};
 use crate::daemon::{ChildExits, Shutdown};
+use crate::deploy::apply::Applier;
+use crate::discovery;
 use crate::limits;
 use crate::pki;
 use crate::shadow::ShadowService;
@@ -30,6 +32,8 @@ pub struct Core {
     pub group: Group,
     /// Children reaped on SIGCHLD (the Lambda runner's input).
     pub child_exits: ChildExits,
+    /// Notified on SIGHUP: a deployment or reset was installed (crate::deploy::apply).
+    pub reload: Rc<crate::workq::Notify>,
 }
 
 /// Why the application stopped other than by shutdown.
@@ -146,6 +150,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
                 settings.port,
                 settings.client_id(0)
             );
+            // Fleet deployments (issue 10): AWS IoT Jobs on the control connection `<thing>`.
+            let jobs = crate::deploy::jobs_task::start(ex, config, &settings);
+            status.add_section("jobs", Box::new(move || jobs.status()));
             let c = Cloud::start(ex, settings, spool, Box::new(inbound));
             hub.set_cloud_sink(Rc::new(c.clone()));
             if !shadows.synced_things().is_empty() {
@@ -172,6 +179,16 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
     }
 
+    // Deployments (issue 10): the group is swapped in place when `sprig deploy` installs one.
+    // Hooks registered with `applier.on_group_applied` run after each swap (the Lambda
+    // runner's `apply` goes there).
+    let applier = Applier::new(config, &core.group, hub.clone(), core.reload.clone());
+    status.add_section("deployment", {
+        let a = applier.clone();
+        Box::new(move || a.status())
+    });
+    let _deployments = ex.spawn(applier.clone().run());
+
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
     let _dispatcher = ex.spawn(broker::run_dispatcher(hub.clone()));
@@ -179,11 +196,21 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         let status = status.clone();
         async move { status.run().await }
     });
+    // The local Discovery API (issue 11), on its own port with the broker's certificate.
+    let discovery = start_discovery(&core, &identity, &slot, &status)?;
+    let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
     let _rotation = ex.spawn(rotate_server_cert(
         core.config.clone(),
         identity,
         slot.clone(),
+        discovery_slot,
     ));
+    let discovery_listener = async {
+        match discovery {
+            Some((d, l, s)) => discovery::server::run(d, ex, l, s).await,
+            None => future::pending().await,
+        }
+    };
 
     #[cfg(feature = "stream-manager")]
     let streams_run = async {
@@ -195,7 +222,10 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     #[cfg(not(feature = "stream-manager"))]
     let streams_run = future::pending::<()>();
     future::or(
-        broker::run_listener(hub.clone(), ex, listener, slot),
+        future::or(
+            broker::run_listener(hub.clone(), ex, listener, slot),
+            discovery_listener,
+        ),
         future::or(streams_run, shutdown.wait()),
     )
     .await;
@@ -269,6 +299,63 @@ fn shadow_things(config: &Config, group: &Group) -> Vec<(String, bool)> {
     things
 }
 
+type DiscoveryParts = (
+    Rc<discovery::server::Discovery>,
+    async_io::Async<std::net::TcpListener>,
+    ServerConfigSlot,
+);
+
+/// Binds `sprig.discoveryPort` (None when it is 0) and adds the `discovery` status section.
+fn start_discovery(
+    core: &Core,
+    identity: &pki::ServerIdentity,
+    broker_tls: &ServerConfigSlot,
+    status: &StatusBoard,
+) -> Result<Option<DiscoveryParts>, AppError> {
+    let port = core.config.sprig.discovery_port;
+    if port == 0 {
+        log::info!("discovery API disabled (sprig.discoveryPort is 0)");
+        return Ok(None);
+    }
+    let listener = match broker::bind(port) {
+        Ok(l) => l,
+        Err(e) if !core.config.sprig.discovery_port_set => {
+            // The default port being taken must not stop the broker: discovery stays off.
+            let why = format!(
+                "not started: cannot listen on 0.0.0.0:{port} ({e}); set sprig.discoveryPort to a free port, or 0"
+            );
+            log::warn!("discovery API {why}");
+            status.add_section(
+                "discovery",
+                Box::new(move || {
+                    crate::json::Value::Object(vec![(
+                        "state".into(),
+                        crate::json::Value::String(why.clone()),
+                    )])
+                }),
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(AppError::Startup(format!(
+                "cannot listen on 0.0.0.0:{port} (sprig.discoveryPort; 0 disables discovery): {e}"
+            )))
+        }
+    };
+    let d = Rc::new(discovery::server::Discovery::new(
+        &core.config,
+        &core.group,
+        identity,
+    ));
+    log::info!("discovery API on 0.0.0.0:{port}");
+    let d2 = d.clone();
+    status.add_section("discovery", Box::new(move || d2.status()));
+    let tls = Rc::new(RefCell::new(discovery::server::tls_config(
+        &broker_tls.borrow(),
+    )));
+    Ok(Some((d, listener, tls)))
+}
+
 fn tls_config(identity: &pki::ServerIdentity) -> Result<Arc<rustls::ServerConfig>, AppError> {
     broker::tls::server_config(identity.cert_chain.clone(), identity.key.clone_key()).map_err(|e| {
         AppError::Startup(format!(
@@ -285,6 +372,7 @@ async fn rotate_server_cert(
     config: Config,
     mut identity: pki::ServerIdentity,
     slot: ServerConfigSlot,
+    discovery_slot: Option<ServerConfigSlot>,
 ) {
     loop {
         Timer::after(Duration::from_secs(limits::SERVER_CERT_RECHECK_SECS)).await;
@@ -303,6 +391,9 @@ async fn rotate_server_cert(
                     id.cert_path.display()
                 );
                 identity = id;
+                if let Some(ds) = &discovery_slot {
+                    *ds.borrow_mut() = discovery::server::tls_config(&c);
+                }
                 *slot.borrow_mut() = c;
             }
             Err(e) => log::warn!("cannot re-issue the local MQTT server certificate: {e}"),

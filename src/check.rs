@@ -23,6 +23,12 @@ pub fn run(args: &[OsString]) -> i32 {
         }
     };
     let report = check(&root);
+    // What will run is said after the verdict, so `ok:` stays the first line.
+    let plan = || {
+        for line in &report.plan {
+            println!("{line}");
+        }
+    };
     for w in &report.warnings {
         println!("warning: {w}");
     }
@@ -35,9 +41,11 @@ pub fn run(args: &[OsString]) -> i32 {
             report.errors.len(),
             root.display()
         );
+        plan();
         return EXIT_INVALID;
     }
     println!("ok: {}", report.summary);
+    plan();
     0
 }
 
@@ -62,6 +70,8 @@ pub struct Report {
     pub warnings: Vec<ConfigError>,
     /// One line describing a valid setup (meaningful only without errors).
     pub summary: String,
+    /// `will run: ...` / `will not run: ... (why)` for the deployed group (issue 10).
+    pub plan: Vec<String>,
 }
 
 /// Checks the root: config.json, then (with its write directory) group.json, then the files.
@@ -70,6 +80,7 @@ pub fn check(root: &Path) -> Report {
         errors: Vec::new(),
         warnings: Vec::new(),
         summary: String::new(),
+        plan: Vec::new(),
     };
     let config = match Config::load(root) {
         Ok((c, w)) => {
@@ -95,6 +106,7 @@ pub fn check(root: &Path) -> Report {
             Group::default()
         }
     };
+    report.plan = crate::deploy::adopt::plan_lines(&group, &config.write_dir);
     let group_state = if group_file.exists() {
         group_file.display().to_string()
     } else {

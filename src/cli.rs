@@ -11,6 +11,10 @@ const USAGE: &str = "usage:
   sprig restart [-r ROOT] [--foreground] [-i]
   sprig status [-r ROOT]                      what the running core reports
   sprig check [-r ROOT]                       validate config.json and group.json
+  sprig deploy GROUP.json [--lambda ID=PATH]... [-r ROOT]
+                                              install a group (applied at once if running)
+  sprig deploy --status [--json] [-r ROOT]    deployment history, newest first
+  sprig reset [--force] [-r ROOT]             remove the deployed group, code, user logs
   sprig demo [DIR]                            create and start a playground root
   sprig --version";
 
@@ -40,6 +44,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         },
         Some("check") => crate::check::run(rest),
         Some("demo") => crate::demo::run(rest),
+        Some("deploy") => crate::deploy::run(rest),
+        Some("reset") => crate::deploy::reset::run(rest),
         Some("status") => crate::status::run(rest),
         Some(other) => usage_error("sprig", &format!("unknown command '{other}'")),
         None => usage_error("sprig", "no command given"),

@@ -146,6 +146,14 @@ fn prepare(opts: &StartOptions) -> Result<Prepared, i32> {
             return Err(2);
         }
     };
+    // A deployment killed half-way is finished or removed before the group is read.
+    if let Err(e) = crate::deploy::recover_at_start(&config.write_dir) {
+        warnings.push(ConfigError {
+            file: config.write_dir.join("ggc").join("deployment"),
+            key: String::new(),
+            message: e,
+        });
+    }
     // A group that fails validation never stops the core: the last good one (or the empty
     // group) is used and the problems are reported.
     let (group, group_problems) = Group::load_validated(&config);
@@ -331,17 +339,20 @@ fn run_daemon(ready: Prepared, mut notify: Option<std::io::PipeWriter>) -> i32 {
 
     let shutdown = Shutdown::new();
     let child_exits = ChildExits::new();
+    let reload = Rc::new(crate::workq::Notify::default());
     let ex = LocalExecutor::new();
     let core = app::Core {
         config: config.clone(),
         group,
         child_exits: child_exits.clone(),
+        reload: reload.clone(),
     };
     let result = async_io::block_on(ex.run(async {
         ex.spawn(signal_loop(
             signals,
             shutdown.clone(),
             child_exits,
+            reload,
             config,
             opts.foreground,
         ))
@@ -398,6 +409,7 @@ async fn signal_loop(
     fd: OwnedFd,
     shutdown: Shutdown,
     child_exits: ChildExits,
+    reload: Rc<crate::workq::Notify>,
     config: Config,
     foreground: bool,
 ) {
@@ -436,6 +448,8 @@ async fn signal_loop(
         }
         if hup {
             reload_logging(&config, foreground);
+            // A deployment or reset was installed: apply the group (crate::deploy::apply).
+            reload.notify();
         }
         if let Some(s) = term {
             log::info!(
@@ -492,6 +506,11 @@ fn remove_pid_file(path: &Path) {
     if read_pid_file(path) == Some(std::process::id() as i32) {
         let _ = fs::remove_file(path);
     }
+}
+
+/// The pid of the sprig daemon running for this config (pid file names a live sprig).
+pub fn running_pid(config: &Config) -> Option<i32> {
+    read_pid_file(&config.pid_file_directory.join(PID_FILE_NAME)).filter(|&p| is_sprig(p))
 }
 
 fn read_pid_file(path: &Path) -> Option<i32> {

@@ -38,6 +38,9 @@ pub mod cli;
 pub mod cloud;
 pub mod daemon;
 pub mod demo;
+pub mod deploy;
+/// The local Discovery API (issue 11): sans-IO `respond` + the async `server`.
+pub mod discovery;
 pub mod logging;
 pub mod pki;
 pub mod status;

@@ -294,6 +294,65 @@ pub const STREAM_EXPORT_BACKOFF_MAX_MS: u64 = 30_000;
 /// HTTP export: default `batchSize` (the client's documented default 1 for HTTP; at most 500).
 pub const STREAM_EXPORT_DEFAULT_BATCH: u32 = 1;
 
+// deploy (issue 10: `sprig deploy`, hot apply, `sprig reset`)
+
+/// Deploy: total bytes of one function's unpacked code (a zip's entries or a directory's
+/// files), and the largest zip file read. The issue's default; a Lambda deployment package is
+/// at most 50 MB zipped / 250 MB unzipped on AWS, far more than a router's flash.
+pub const DEPLOY_MAX_CODE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Deploy: entries (files and directories) in one function's code. A Python package with its
+/// dependencies has a few hundred to a few thousand files.
+pub const DEPLOY_MAX_CODE_ENTRIES: usize = 10_000;
+
+/// Deploy: longest relative path of one code entry, bytes (well under Linux's PATH_MAX 4096
+/// once `WRITE_DIR/ggc/deployment/lambda/<Id>/` is in front of it).
+pub const DEPLOY_MAX_CODE_PATH_BYTES: usize = 1024;
+
+/// Deploy: longest function Id, in bytes; it names the code directory (the guide caps Ids and
+/// Names at 128 characters, seed-C §16).
+pub const DEPLOY_MAX_FUNCTION_ID_BYTES: usize = 128;
+
+/// Deploy: `--lambda` options on one command line (one per function of a group).
+pub const DEPLOY_MAX_LAMBDA_ARGS: usize = MAX_GROUP_FUNCTIONS;
+
+/// Deploy: deployments kept in `ggc/var/state/deployments/history.json`, newest first
+/// (`aws greengrass list-deployments` pages by 100; a router needs the recent ones).
+pub const DEPLOY_HISTORY_MAX: usize = 50;
+
+/// Deploy: longest failure reason kept per deployment, bytes (the first problems; the full
+/// list is printed by `sprig deploy` itself).
+pub const DEPLOY_REASON_MAX_BYTES: usize = 1024;
+
+/// Deploy: how often the running daemon looks at group.json and the deployment journal for a
+/// change nobody signalled, ms (the issue: applied within 5 s of `sprig deploy` returning).
+pub const DEPLOY_POLL_MS: u64 = 2_000;
+
+/// Deploy: how long `sprig start` waits for a running `sprig deploy` / `sprig reset` to let go
+/// of the deployment lock before it goes on without recovering leftovers, ms.
+pub const DEPLOY_LOCK_WAIT_MS: u64 = 10_000;
+
+/// Jobs: bytes of the control connection's in-memory outbox (Jobs updates and start-next
+/// requests waiting for the connection; each is well under 1 KiB).
+pub const JOBS_OUTBOX_BYTES: u64 = 64 * 1024;
+
+/// Jobs: messages from the Jobs service waiting for the jobs task (one job at a time: a few
+/// replies and notifications at most). Over it: dropped, logged, counted.
+pub const JOBS_INBOX_MESSAGES: usize = 16;
+
+/// Jobs: how often the jobs task looks at the control connection and a running deployment, ms.
+pub const JOBS_CHECK_MS: u64 = 500;
+
+/// Jobs: download attempts per file before the job is FAILED (the issue: e.g. 5).
+pub const JOBS_DOWNLOAD_ATTEMPTS: u32 = 5;
+
+/// Jobs: first wait between download attempts, ms; doubled each time (0.5 + 1 + 2 + 4 s).
+pub const JOBS_DOWNLOAD_BACKOFF_MS: u64 = 500;
+
+/// Jobs: a download attempt fails when nothing arrives for this long, s. With the attempts
+/// and backoff above a file is given up within 5 × 15 + 7.5 s, under the issue's 2 minutes.
+pub const JOBS_DOWNLOAD_IDLE_SECS: u64 = 15;
+
 // Shadow service (issue 9): AWS IoT Device Shadow limits, and the bounds of sprig's store.
 
 /// Largest desired + reported state of one shadow, bytes (metadata does not count): AWS IoT
@@ -326,3 +385,36 @@ pub const SHADOW_STORE_MAX_BYTES: usize = 1024 * 1024;
 /// How often the shadow sync looks at the cloud link's state (reconcile on up, re-ask
 /// unanswered gets after `system.shadowSyncTimeout`), ms. One cheap check per second.
 pub const SHADOW_SYNC_TICK_MS: u64 = 1_000;
+// ---- Local Discovery API (issue 11: src/discovery/) ----
+
+/// Default `sprig.discoveryPort`: the Greengrass Discovery API's port (guide "Discovery API":
+/// `https://greengrass-ats.iot.region.amazonaws.com:8443/greengrass/discover/thing/...`).
+pub const DEFAULT_DISCOVERY_PORT: u16 = 8443;
+
+/// Discovery: largest request head (request line + headers), bytes. The SDK's request is about
+/// 100 bytes plus the thing name (at most 128) and the host; 8 KiB is the usual server default
+/// (nginx `large_client_header_buffers`). A GET has no body, so this bounds the whole request.
+pub const DISCOVERY_MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Discovery: most header lines in one request (the SDK sends one, `Host`; curl three).
+pub const DISCOVERY_MAX_HEADERS: usize = 32;
+
+/// Discovery: simultaneous connections; more are closed at accept, logged and counted. A device
+/// discovers once at start-up and then talks MQTT, so a few at a time is plenty.
+pub const DISCOVERY_MAX_CONNECTIONS: usize = 16;
+
+/// Discovery: time from the end of the TLS handshake to the first request byte, seconds.
+pub const DISCOVERY_FIRST_BYTE_SECS: u64 = 10;
+
+/// Discovery: time from accept to the whole request read and the reply written, seconds
+/// (slowloris bound; the SDK's own timeout is 120 s, the guide's script sets 10).
+pub const DISCOVERY_REQUEST_SECS: u64 = 30;
+
+/// Discovery: entries in `sprig.connectivity`, and automatic (interface) entries in a reply.
+pub const DISCOVERY_MAX_CONNECTIVITY: usize = 16;
+
+/// Discovery: longest `metadata` string of a connectivity entry, bytes.
+pub const DISCOVERY_MAX_METADATA_BYTES: usize = 256;
+
+/// Discovery: longest `hostAddress`, bytes (a DNS name's limit, RFC 1035 §2.3.4).
+pub const DISCOVERY_MAX_HOST_BYTES: usize = 253;

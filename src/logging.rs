@@ -173,6 +173,12 @@ pub fn init(settings: Settings) {
     }
 }
 
+/// Whether lines are echoed to stderr now (`--foreground`); a hot-applied group keeps it.
+pub fn echo_stderr() -> bool {
+    let guard = LOGGER.state.lock().unwrap_or_else(|p| p.into_inner());
+    guard.as_ref().is_some_and(|s| s.settings.echo_stderr)
+}
+
 /// Lines dropped because a log file could not be written, since start.
 pub fn dropped_lines() -> u64 {
     let guard = LOGGER.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -208,8 +208,15 @@ pub fn run(args: &[OsString]) -> i32 {
         }
     };
     let path = status_path(&write_dir);
+    // The latest deployment, in `sprig deploy --status` words (also when not running).
+    let deployment = || {
+        if let (false, Some(line)) = (raw, crate::deploy::latest_line(&write_dir)) {
+            println!("last deployment: {line}");
+        }
+    };
     let not_running = |why: &str| {
         println!("sprig is not running ({why})");
+        deployment();
         1
     };
     let bytes = match std::fs::read(&path) {
@@ -229,6 +236,7 @@ pub fn run(args: &[OsString]) -> i32 {
         println!("{}", String::from_utf8_lossy(&bytes));
     } else {
         print!("{}", render(&v));
+        deployment();
     }
     0
 }

@@ -66,6 +66,22 @@ pub fn process_exists(pid: i32) -> bool {
         }
 }
 
+/// `flock(fd, LOCK_EX | LOCK_NB)`: an exclusive advisory lock on an open file, held until
+/// the file is closed (also when the process dies). `Ok(false)` when another open file holds
+/// it. Never waits.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: no pointers; the fd is valid for the borrow of `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// Blocking `waitpid(pid, 0)`; returns the raw wait status.
 pub fn wait_pid(pid: i32) -> io::Result<i32> {
     let mut status = 0;

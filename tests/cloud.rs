@@ -107,6 +107,7 @@ fn settings(d: &Dir, port: u16, filters: &[&str]) -> CloudSettings {
         persistent: false,
         filters: filters.iter().map(|s| s.to_string()).collect(),
         alpn: false,
+        control: false,
     }
 }
 

@@ -33,9 +33,6 @@ fn rig(label: &str, spooler_env: &str) -> Rig {
     let mosq = Mosquitto::start(&cloud);
     let root = TestRoot::new(label);
     let certs = root.certs();
-    fs::copy(cloud.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
-    fs::copy(cloud.path("core.pem"), certs.join("core.cert.pem")).unwrap();
-    fs::copy(cloud.path("core.key"), certs.join("core.private.key")).unwrap();
     // TestRoot made the group CA the local broker issues its server certificate from.
     let group_ca = certs.join("group-ca.pem");
     let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
@@ -69,17 +66,7 @@ fn rig(label: &str, spooler_env: &str) -> Rig {
   "FunctionConfiguration":{{"Environment":{{"Variables":{{{spooler_env}}}}},"Executable":"spooler","MemorySize":32768,"Pinned":true,"Timeout":3}},
   "Id":"spooler"}}]}}}}"#
     ));
-    let config = root
-        .default_config()
-        .replace(
-            r#""iotHost": "none","#,
-            &format!(r#""iotHost": "localhost", "iotMqttPort": {},"#, mosq.port),
-        )
-        .replace(
-            r#""managedRespawn": false,"#,
-            r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 2,"#,
-        );
-    root.write_config(&config);
+    cloud_peer::use_cloud(&root, &cloud, mosq.port);
     Rig {
         root,
         cloud,

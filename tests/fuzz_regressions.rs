@@ -40,17 +40,21 @@ fn other_targets_reproducers() {
     replay("spool_record", oracles::spool_record);
     replay("dns_response", oracles::dns_response);
     replay("proxy_reply", oracles::proxy_reply);
+    replay("jobs_message", oracles::jobs_message);
     replay("shadow_request", oracles::shadow_requests);
+    replay("discovery_request", oracles::discovery_request);
     #[cfg(feature = "stream-manager")]
     replay("stream_frame", oracles::stream_frame);
 }
+
+/// A fuzz target's name and its oracle.
+type Check = (&'static str, fn(&[u8]));
 
 /// The oracles themselves: the committed seeds pass, and a broken round trip would be caught.
 #[test]
 fn seeds_pass_the_oracles() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    type Check = (&'static str, fn(&[u8]));
-    let checks: [Check; 9] = [
+    let checks: &[Check] = &[
         ("json", oracles::json),
         ("config_json", oracles::config_json),
         ("group_json", oracles::group_json),
@@ -59,13 +63,13 @@ fn seeds_pass_the_oracles() {
         ("spool_record", oracles::spool_record),
         ("dns_response", oracles::dns_response),
         ("proxy_reply", oracles::proxy_reply),
+        ("jobs_message", oracles::jobs_message),
         ("shadow_request", oracles::shadow_requests),
+        ("discovery_request", oracles::discovery_request),
     ];
     #[cfg(feature = "stream-manager")]
-    let checks = checks
-        .into_iter()
-        .chain([("stream_frame", oracles::stream_frame as fn(&[u8]))]);
-    for (target, check) in checks {
+    let checks: &[Check] = &[checks, &[("stream_frame", oracles::stream_frame)]].concat();
+    for &(target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
         assert!(!entries.is_empty(), "fuzz/seeds/{target} is empty");
         for e in entries {

@@ -87,6 +87,7 @@ fn settings(dir: &Path) -> ServerCertSettings {
         group_ca_key: dir.join("certs/group-ca.key"),
         state_dir: dir.join("ggc/var/state/server"),
         validity_days: 7,
+        extra_hosts: Vec::new(),
     }
 }
 
@@ -205,6 +206,39 @@ fn stored_server_certificate_is_reused_until_a_day_before_expiry_or_an_address_c
     assert_eq!(readdressed.addrs, vec![ip("192.0.2.7"), ip("198.51.100.1")]);
     // An address gone: re-issued too.
     assert!(needs_reissue(&readdressed, t6, &addrs));
+}
+
+#[test]
+fn configured_connectivity_hosts_are_named_in_the_server_certificate_and_drive_reissue() {
+    // sprig.connectivity host addresses (issue 11): a device that dialled one of them on port
+    // 443 checks that name, so the certificate carries each one, IP or DNS.
+    let dir = TempDir::new("extra-sans");
+    let (_ca, mut settings) = root_with_ca(dir.path());
+    let addrs = [ip("192.0.2.7")];
+    let now = SystemTime::now();
+    let plain = settings.identity(now, &addrs).unwrap();
+    settings.extra_hosts = vec!["Core.Example.net".into(), "203.0.113.9".into()];
+    // The stored certificate lacks them: issued again, with them.
+    let named = settings.identity(now, &addrs).unwrap();
+    assert!(named.issued);
+    assert_ne!(named.cert_chain, plain.cert_chain);
+    let text = String::from_utf8(openssl(
+        "x509 -noout -text",
+        &std::fs::read(&named.cert_path).unwrap(),
+    ))
+    .unwrap();
+    for san in [
+        "DNS:core.example.net",
+        "IP Address:203.0.113.9",
+        "IP Address:192.0.2.7",
+    ] {
+        assert!(text.contains(san), "{san} missing in\n{text}");
+    }
+    // Stable while nothing changes; a host dropped from the config re-issues once more.
+    assert!(!needs_reissue(&named, now, &addrs));
+    assert!(!settings.identity(now, &addrs).unwrap().issued);
+    settings.extra_hosts.pop();
+    assert!(settings.identity(now, &addrs).unwrap().issued);
 }
 
 #[test]

@@ -14,9 +14,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::*;
 
@@ -63,18 +62,13 @@ fn rig(label: &str) -> Rig {
     // devices use it as their root CA, as Module 4's devices use the CA discovery returns.
     let root = TestRoot::new(label);
     let ca = root.certs().join("group-ca.pem");
-    let devdir = root.dir.path().join("devices");
-    std::fs::create_dir_all(&devdir).unwrap();
-    let publisher = make_device(&devdir, PUBLISHER);
-    let subscriber = make_device(&devdir, SUBSCRIBER);
-    let stranger = make_device(&devdir, "stranger");
+    let mut devs = root
+        .make_devices(&[PUBLISHER, SUBSCRIBER, "stranger"])
+        .into_iter();
+    let (publisher, subscriber) = (devs.next().unwrap(), devs.next().unwrap());
+    let stranger = devs.next().unwrap();
     root.write_group(&group_json(&publisher, &subscriber));
-    let daemon = root.start();
-    assert!(
-        wait_until(PATIENCE, || status_json(&root).is_some()),
-        "daemon did not come up:\n{}",
-        daemon.output()
-    );
+    let daemon = root.start_ready();
     Rig {
         root,
         daemon,
@@ -88,9 +82,8 @@ fn rig(label: &str) -> Rig {
 /// `python tests/py/sdk_device.py CMD PORT CA CERT KEY CLIENT_ID ARGS...` with `dev`'s
 /// certificate and key.
 fn sdk_cmd(rig: &Rig, dev: &Dev, client_id: &str, cmd: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/sdk_device.py"))
-        .arg(cmd)
+    let mut c = py_script("sdk_device.py");
+    c.arg(cmd)
         .arg(rig.root.mqtt_port.to_string())
         .arg(&rig.ca)
         .arg(&dev.cert)
@@ -100,25 +93,14 @@ fn sdk_cmd(rig: &Rig, dev: &Dev, client_id: &str, cmd: &str, args: &[&str]) -> C
     c
 }
 
-/// Runs a device script to completion (in the background, so a hang is bounded); its stdout.
+/// Runs a device script to completion (see [`run_client`]); its stdout.
 fn sdk(rig: &Rig, dev: &Dev, client_id: &str, cmd: &str, args: &[&str]) -> String {
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let out = rig.root.dir.path().join(format!("{cmd}-{n}.out"));
-    let mut bg = Bg::spawn(sdk_cmd(rig, dev, client_id, cmd, args), out);
-    let err_tail = |bg: &Bg| {
-        let e = bg.errors();
-        let cut = e.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
-        e[cut..].to_string()
-    };
-    let done = wait_until(PATIENCE * 3, || matches!(bg.child.try_wait(), Ok(Some(_))));
-    let text = bg.text();
-    assert!(
-        done && !text.contains("\nerror ") && !text.starts_with("error "),
-        "{cmd} as {client_id} failed or hung:\n{text}\n--- stderr tail ---\n{}",
-        err_tail(&bg)
-    );
-    text
+    let label = format!("{cmd} as {client_id}");
+    run_client(
+        sdk_cmd(rig, dev, client_id, cmd, args),
+        rig.root.dir.path(),
+        &label,
+    )
 }
 
 fn log_text(rig: &Rig) -> String {

@@ -69,26 +69,10 @@ pub async fn serve(
     let mut tls = tls;
     tls.set_buffer_limit(None);
     let mut s = TlsStream { sock, tls };
-    let hs = future::or(async { Some(s.handshake().await) }, async {
-        Timer::after(Duration::from_secs(limits::TLS_HANDSHAKE_TIMEOUT_SECS)).await;
-        None
-    })
-    .await;
-    match hs {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
-            bump(&hub.stats.refused_handshake);
-            log::info!("{peer}: TLS handshake failed: {e}");
-            return;
-        }
-        None => {
-            bump(&hub.stats.refused_handshake);
-            log::info!(
-                "{peer}: no TLS handshake within {} s: closed",
-                limits::TLS_HANDSHAKE_TIMEOUT_SECS
-            );
-            return;
-        }
+    if let Err(why) = s.handshake_within(limits::TLS_HANDSHAKE_TIMEOUT_SECS).await {
+        bump(&hub.stats.refused_handshake);
+        log::info!("{peer}: {why}");
+        return;
     }
     let Some(cert_id) = s.peer_certificate_id() else {
         bump(&hub.stats.refused_auth);
@@ -135,7 +119,7 @@ pub async fn serve(
             log::warn!("{peer}: refused: {why}");
         }
         End::Replaced => {
-            log::info!("{peer} {who}: closed: a new connection with the same client id took over")
+            log::info!("{peer} {who}: closed: a new connection with the same client id took over, or a deployment removed the device")
         }
     }
 }

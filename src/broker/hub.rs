@@ -142,11 +142,46 @@ impl Outbox {
     }
 }
 
+/// The subscription table in force, swapped in one step by a deployment ([`Hub::apply_group`]).
+/// Each work item is routed by the table it got from [`RouterSlot::get`], never by a mix.
+pub struct RouterSlot(RefCell<Rc<Router>>);
+
+impl RouterSlot {
+    /// The table in force now.
+    pub fn get(&self) -> Rc<Router> {
+        self.0.borrow().clone()
+    }
+
+    /// See [`Router::may_subscribe`] (on the table in force).
+    pub fn may_subscribe(&self, thing_name: &str, filter: &str) -> bool {
+        self.get().may_subscribe(thing_name, filter)
+    }
+}
+
+fn router_for(group: &Group) -> Router {
+    let router = Router::new(&group.subscriptions);
+    if router.invalid_subjects() > 0 {
+        log::warn!(
+            "{} subscriptions have an invalid Subject and are ignored",
+            router.invalid_subjects()
+        );
+    }
+    router
+}
+
+fn devices_of(group: &Group) -> HashMap<String, String> {
+    group
+        .devices
+        .iter()
+        .map(|d| (d.certificate_id.to_ascii_lowercase(), d.thing_name.clone()))
+        .collect()
+}
+
 /// The shared state of the local message path.
 pub struct Hub {
-    pub router: Router,
+    pub router: RouterSlot,
     /// Certificate id → thing name, for the group's devices.
-    devices: HashMap<String, String>,
+    devices: RefCell<HashMap<String, String>>,
     pub queue: QueueHandle,
     /// Connected devices by client id (= thing name).
     sessions: RefCell<HashMap<String, Rc<Outbox>>>,
@@ -161,21 +196,9 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(group: &Group, queue: QueueHandle, max_connections: usize) -> Rc<Hub> {
-        let router = Router::new(&group.subscriptions);
-        if router.invalid_subjects() > 0 {
-            log::warn!(
-                "{} subscriptions have an invalid Subject and are ignored",
-                router.invalid_subjects()
-            );
-        }
-        let devices = group
-            .devices
-            .iter()
-            .map(|d| (d.certificate_id.to_ascii_lowercase(), d.thing_name.clone()))
-            .collect();
         Rc::new(Hub {
-            router,
-            devices,
+            router: RouterSlot(RefCell::new(Rc::new(router_for(group)))),
+            devices: RefCell::new(devices_of(group)),
             queue,
             sessions: RefCell::new(HashMap::new()),
             stats: BrokerStats::default(),
@@ -202,8 +225,37 @@ impl Hub {
     }
 
     /// The thing name of the group device with this certificate id.
-    pub fn device_for_certificate(&self, certificate_id: &str) -> Option<&str> {
-        self.devices.get(certificate_id).map(String::as_str)
+    pub fn device_for_certificate(&self, certificate_id: &str) -> Option<String> {
+        self.devices.borrow().get(certificate_id).cloned()
+    }
+
+    /// A deployment: the new group's subscription table and devices take over in one step.
+    /// Connected devices that are no longer in the group, or whose certificate changed, are
+    /// told to close; the others stay connected (their granted filters still need a route to
+    /// deliver anything). Returns the client ids told to close.
+    pub fn apply_group(&self, group: &Group) -> Vec<String> {
+        let devices = devices_of(group);
+        let keep: HashMap<&str, &str> = devices
+            .iter()
+            .map(|(cert, name)| (name.as_str(), cert.as_str()))
+            .collect();
+        let old = self.devices.borrow().clone();
+        let mut dropped = Vec::new();
+        for (name, ob) in self.sessions.borrow().iter() {
+            let old_cert = old
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map(|(c, _)| c.as_str());
+            if keep.get(name.as_str()).copied() != old_cert || old_cert.is_none() {
+                ob.replaced.set(true);
+                ob.wake.notify();
+                dropped.push(name.clone());
+            }
+        }
+        *self.router.0.borrow_mut() = Rc::new(router_for(group));
+        *self.devices.borrow_mut() = devices;
+        dropped.sort();
+        dropped
     }
 
     /// Registers a connected device; a previous connection with the same client id is told to
@@ -238,7 +290,8 @@ impl Hub {
 
     /// Routes one work item to its targets (the dispatcher's step).
     pub fn deliver(&self, item: &WorkItem, scratch: &mut Vec<EndpointId>) {
-        self.router.route_from(&item.source, &item.topic, scratch);
+        let router = self.router.get();
+        router.route_from(&item.source, &item.topic, scratch);
         if scratch.is_empty() {
             bump(&self.stats.dropped_no_route);
             log::debug!(
@@ -250,7 +303,7 @@ impl Hub {
         }
         let mut frame: Option<Bytes> = None;
         for &t in scratch.iter() {
-            match self.router.endpoint(t) {
+            match router.endpoint(t) {
                 Some(Endpoint::Device(name)) => {
                     let Some(ob) = self.sessions.borrow().get(name).cloned() else {
                         continue; // not connected: local delivery is one attempt (guide §6.1)
@@ -488,6 +541,56 @@ mod tests {
         assert_eq!(h.connected_devices(), vec!["B".to_string()]);
         h.unregister(&new);
         assert!(h.connected_devices().is_empty());
+    }
+
+    #[test]
+    fn a_group_swap_keeps_kept_devices_and_drops_removed_ones() {
+        let device = |name: &str, cert: &str| crate::config::Device {
+            id: name.into(),
+            thing_arn: format!("arn:aws:iot:r:1:thing/{name}"),
+            thing_name: name.into(),
+            certificate_arn: String::new(),
+            certificate_id: cert.into(),
+            sync_shadow: false,
+        };
+        let sub = |s: &str, subject: &str, t: &str| Subscription {
+            id: String::new(),
+            source: dev(s),
+            subject: subject.into(),
+            target: dev(t),
+        };
+        let old = Group {
+            devices: vec![device("A", "aa"), device("B", "bb"), device("C", "cc")],
+            subscriptions: vec![sub("A", "old/#", "B")],
+            ..Group::default()
+        };
+        let h = Hub::new(&old, SharedQueue::new(8, 1 << 20), 10);
+        let obs: Vec<Rc<Outbox>> = ["A", "B", "C"]
+            .iter()
+            .map(|n| Rc::new(Outbox::new(n)))
+            .collect();
+        for o in &obs {
+            h.register(o.clone());
+            o.add_filter("#");
+        }
+        // B kept, C removed, A re-certified.
+        let new = Group {
+            devices: vec![device("A", "a2"), device("B", "bb")],
+            subscriptions: vec![sub("A", "new/#", "B")],
+            ..Group::default()
+        };
+        assert_eq!(h.apply_group(&new), vec!["A".to_string(), "C".to_string()]);
+        assert!(obs[0].replaced.get() && !obs[1].replaced.get() && obs[2].replaced.get());
+        assert_eq!(h.device_for_certificate("cc"), None);
+        assert_eq!(h.device_for_certificate("a2").as_deref(), Some("A"));
+        let mut scratch = Vec::new();
+        h.deliver(&item("old/x", 1), &mut scratch);
+        assert!(!obs[1].has_frames(), "the old route is gone");
+        h.deliver(&item("new/x", 1), &mut scratch);
+        assert!(
+            obs[1].take().is_some(),
+            "the new route delivers to the kept device"
+        );
     }
 
     #[test]

@@ -38,6 +38,23 @@ pub fn bind(port: u16) -> std::io::Result<Async<TcpListener>> {
     Async::<TcpListener>::bind(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
+/// The next connection on `listener`; on EMFILE and friends it logs (naming `what`) and backs
+/// off instead of spinning.
+pub async fn accept(
+    listener: &Async<TcpListener>,
+    what: &str,
+) -> (Async<std::net::TcpStream>, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(x) => return x,
+            Err(e) => {
+                log::warn!("{what}: accepting a connection failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Accepts device connections forever, each served by its own task on `ex`. Connections over
 /// `hub.max_connections` are closed at accept, with a log line, and counted.
 pub async fn run_listener(
@@ -47,15 +64,7 @@ pub async fn run_listener(
     tls: ServerConfigSlot,
 ) {
     loop {
-        let (sock, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                log::warn!("accepting a device connection failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (sock, peer) = accept(&listener, "broker").await;
         let stats = &hub.stats;
         if stats.connections.get() >= hub.max_connections {
             stats

@@ -6,7 +6,10 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use async_io::Async;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::future;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -194,6 +197,20 @@ impl TlsStream {
             self.sock.writable().await?;
         }
         Ok(())
+    }
+
+    /// [`TlsStream::handshake`] bounded by `secs`; the error says why, for a log line.
+    pub async fn handshake_within(&mut self, secs: u64) -> Result<(), String> {
+        let hs = future::or(async { Some(self.handshake().await) }, async {
+            Timer::after(Duration::from_secs(secs)).await;
+            None
+        })
+        .await;
+        match hs {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+            None => Err(format!("no TLS handshake within {secs} s: closed")),
+        }
     }
 
     /// The certificate id of the client's leaf certificate.

@@ -37,7 +37,7 @@ use crate::spool::{PushError, Spool, SpoolStats};
 pub mod dns;
 pub mod link;
 pub mod proxy;
-mod task;
+pub(crate) mod task;
 pub mod tls;
 
 /// Where cloud messages go: the app's work queue. `deliver` returns `false` when the message
@@ -73,6 +73,9 @@ pub struct CloudSettings {
     /// Offer ALPN `x-amzn-mqtt-ca`. `from_config` sets it exactly when the port is 443; tests
     /// may set it on another port.
     pub alpn: bool,
+    /// The control connection (AWS IoT Jobs for deployments): one connection whose client id
+    /// is the bare thing name, as Greengrass uses it (see [`CloudSettings::control`]).
+    pub control: bool,
 }
 
 impl CloudSettings {
@@ -135,7 +138,19 @@ impl CloudSettings {
             persistent: group.spooler.persistent_subscriptions,
             filters,
             alpn: ct.iot_mqtt_port == 443,
+            control: false,
         }))
+    }
+
+    /// Settings for the control connection: the same endpoint and identity, client id
+    /// `<thing>`, clean session, subscribed to `filters` only.
+    pub fn control(&self, filters: Vec<String>) -> CloudSettings {
+        CloudSettings {
+            persistent: false,
+            filters,
+            control: true,
+            ..self.clone()
+        }
     }
 
     /// How many `-cNN` connections these filters need (at least one, for publishing).
@@ -146,8 +161,11 @@ impl CloudSettings {
             .max(1)
     }
 
-    /// `<thing>-cNN`.
+    /// `<thing>-cNN`, or `<thing>` for the control connection.
     pub fn client_id(&self, index: usize) -> String {
+        if self.control {
+            return self.thing_name.clone();
+        }
         format!("{}-c{index:02}", self.thing_name)
     }
 }

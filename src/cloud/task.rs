@@ -22,7 +22,7 @@ use crate::limits::{
 type Tcp = Async<TcpStream>;
 
 /// The connection, direct or through an HTTP(S) proxy tunnel.
-enum Conn {
+pub(crate) enum Conn {
     // Boxed: rustls connections are over a kilobyte; keep the task future small.
     Direct(Box<TlsWire<Tcp>>),
     ViaTlsProxy(Box<TlsWire<TlsWire<Tcp>>>),
@@ -279,10 +279,23 @@ async fn tcp_connect(host: &str, port: u16) -> Result<Tcp, String> {
 /// Opens the MQTT TLS connection, through the proxy unless noProxyAddresses exempts the host.
 async fn connect(s: &CloudSettings) -> Result<Conn, String> {
     let cfg = tls::mqtt_client_config(&s.ca, &s.cert, &s.key, s.alpn)?;
-    let tls_err = |e: io::Error| format!("TLS with {}: {e}", s.host);
-    let Some(p) = s.proxy.as_ref().filter(|p| !proxy::bypass(p, &s.host)) else {
-        let tcp = tcp_connect(&s.host, s.port).await?;
-        return TlsWire::connect(tcp, cfg, &s.host)
+    tls_connect(&s.host, s.port, cfg, s.proxy.as_ref(), &s.ca).await
+}
+
+/// TCP and TLS (`cfg`) to `host:port`, through `proxy` unless noProxyAddresses exempts the
+/// host; an `https://` proxy is verified against `ca` plus the system bundle. Also used for
+/// HTTPS downloads (crate::deploy::fetch).
+pub(crate) async fn tls_connect(
+    host: &str,
+    port: u16,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    proxy: Option<&crate::config::NetworkProxy>,
+    ca: &Path,
+) -> Result<Conn, String> {
+    let tls_err = |e: io::Error| format!("TLS with {host}: {e}");
+    let Some(p) = proxy.filter(|p| !proxy::bypass(p, host)) else {
+        let tcp = tcp_connect(host, port).await?;
+        return TlsWire::connect(tcp, cfg, host)
             .await
             .map(|t| Conn::Direct(Box::new(t)))
             .map_err(tls_err);
@@ -291,23 +304,18 @@ async fn connect(s: &CloudSettings) -> Result<Conn, String> {
         .await
         .map_err(|e| format!("proxy {}: {e}", p.url))?;
     if p.tls {
-        let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
-        let mut cas = vec![s.ca.as_path()];
-        if bundle.exists() {
-            cas.push(bundle);
-        }
-        let pcfg = tls::proxy_client_config(&cas)?;
+        let pcfg = tls::proxy_client_config(&tls::with_system_bundle(ca))?;
         let mut ptls = TlsWire::connect(tcp, pcfg, &p.host)
             .await
             .map_err(|e| format!("TLS with proxy {}: {e}", p.url))?;
-        tunnel(&mut ptls, p, s).await?;
-        TlsWire::connect(ptls, cfg, &s.host)
+        tunnel(&mut ptls, p, host, port).await?;
+        TlsWire::connect(ptls, cfg, host)
             .await
             .map(|t| Conn::ViaTlsProxy(Box::new(t)))
             .map_err(tls_err)
     } else {
-        tunnel(&mut tcp, p, s).await?;
-        TlsWire::connect(tcp, cfg, &s.host)
+        tunnel(&mut tcp, p, host, port).await?;
+        TlsWire::connect(tcp, cfg, host)
             .await
             .map(|t| Conn::Direct(Box::new(t)))
             .map_err(tls_err)
@@ -318,10 +326,11 @@ async fn connect(s: &CloudSettings) -> Result<Conn, String> {
 async fn tunnel<W: Wire>(
     w: &mut W,
     p: &crate::config::NetworkProxy,
-    s: &CloudSettings,
+    host: &str,
+    port: u16,
 ) -> Result<(), String> {
     let ctx = |e: String| format!("proxy {}: {e}", p.url);
-    w.write_all(&proxy::connect_request(p, &s.host, s.port))
+    w.write_all(&proxy::connect_request(p, host, port))
         .await
         .map_err(|e| ctx(e.to_string()))?;
     let mut reply = Vec::new();

@@ -85,6 +85,16 @@ pub fn proxy_client_config(ca_files: &[&Path]) -> Result<Arc<ClientConfig>, Stri
     ))
 }
 
+/// `ca` and, when present, the system bundle (`/etc/ssl/certs/ca-certificates.crt`).
+pub fn with_system_bundle(ca: &Path) -> Vec<&Path> {
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let mut cas = vec![ca];
+    if bundle.exists() {
+        cas.push(bundle);
+    }
+    cas
+}
+
 /// TLS over an inner [`Wire`].
 pub(crate) struct TlsWire<W> {
     inner: W,

@@ -116,6 +116,28 @@ pub struct SprigExtensions {
     /// Stream manager: bytes all streams together may hold, on disk and in memory
     /// (`streamStoreMaxBytes`, default [`crate::limits::DEFAULT_STREAM_STORE_MAX_BYTES`]).
     pub stream_store_max_bytes: u64,
+    /// `discoveryPort`: the local Discovery API's HTTPS port (default
+    /// [`crate::limits::DEFAULT_DISCOVERY_PORT`]; 0 disables it).
+    pub discovery_port: u16,
+    /// `true` when config.json names `discoveryPort`: then a busy port stops start-up; the
+    /// default port, when busy, only leaves discovery off (with a warning).
+    pub discovery_port_set: bool,
+    /// `connectivity`: what discovery tells devices about this core; empty means every
+    /// non-loopback interface address with `ggMqttPort`.
+    pub connectivity: Vec<Connectivity>,
+}
+
+/// One `sprig.connectivity` entry (the Greengrass `ConnectivityInfo` a device dials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connectivity {
+    /// `id` (optional; default `MANUAL_<hostAddress>_<n>`, n counting from 0): unique.
+    pub id: String,
+    /// `hostAddress`: an IP address or DNS name; also put in the server certificate's SANs.
+    pub host_address: String,
+    /// `portNumber` (1–65535).
+    pub port_number: u16,
+    /// `metadata` (optional, at most [`crate::limits::DISCOVERY_MAX_METADATA_BYTES`] bytes).
+    pub metadata: String,
 }
 
 impl Config {
@@ -238,6 +260,19 @@ fn read_config(r: &mut Report, doc: &Value, root: &Path) -> Option<Config> {
     top.finish(r);
 
     let (mut core_thing, ct_retry) = core_thing?;
+    for (port, key) in [
+        (core_thing.gg_mqtt_port, "coreThing.ggMqttPort"),
+        (core_thing.gg_daemon_port, "coreThing.ggDaemonPort"),
+    ] {
+        if sprig.discovery_port != 0 && sprig.discovery_port == port {
+            r.error(
+                "sprig.discoveryPort",
+                format!(
+                    "found {port}, which is {key}; pick another port (or 0 to disable discovery)"
+                ),
+            );
+        }
+    }
     let online = !is_offline_host(&core_thing.iot_host);
     if online {
         if core_thing.thing_arn.is_empty() {
@@ -711,6 +746,9 @@ impl Default for SprigExtensions {
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             server_cert_validity_days: limits::DEFAULT_SERVER_CERT_VALIDITY_DAYS,
             stream_store_max_bytes: limits::DEFAULT_STREAM_STORE_MAX_BYTES,
+            discovery_port: limits::DEFAULT_DISCOVERY_PORT,
+            discovery_port_set: false,
+            connectivity: Vec::new(),
         }
     }
 }
@@ -743,8 +781,116 @@ fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
     ) {
         s.stream_store_max_bytes = n as u64;
     }
+    if let Some(p) = o.int(
+        r,
+        "discoveryPort",
+        0,
+        65535,
+        "(0 disables discovery)",
+        false,
+    ) {
+        s.discovery_port = p as u16;
+        s.discovery_port_set = true;
+    }
+    if let Some(v) = o.take("connectivity") {
+        s.connectivity = read_connectivity(r, v);
+    }
     o.finish(r);
     s
+}
+
+/// `sprig.connectivity`: a list of `{hostAddress, portNumber, metadata, id}`.
+fn read_connectivity(r: &mut Report, v: &Value) -> Vec<Connectivity> {
+    let key = "sprig.connectivity";
+    let Some(items) = v.as_array() else {
+        r.error(
+            key,
+            format!(
+                "expected a list of {{hostAddress, portNumber, metadata}}, found {}",
+                v.describe()
+            ),
+        );
+        return Vec::new();
+    };
+    if items.len() > limits::DISCOVERY_MAX_CONNECTIVITY {
+        r.error(
+            key,
+            format!(
+                "found {} entries; allowed at most {}",
+                items.len(),
+                limits::DISCOVERY_MAX_CONNECTIVITY
+            ),
+        );
+        return Vec::new();
+    }
+    let mut out: Vec<Connectivity> = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let path = format!("{key}[{n}]");
+        let Some(mut o) = Obj::new(r, &path, item) else {
+            continue;
+        };
+        let host = o.require(r, "hostAddress").and(o.string(r, "hostAddress"));
+        let port = o
+            .require(r, "portNumber")
+            .and(o.int(r, "portNumber", 1, 65535, "", true));
+        let metadata = o.string(r, "metadata").unwrap_or_default();
+        let id = o.string(r, "id");
+        o.finish(r);
+        if metadata.len() > limits::DISCOVERY_MAX_METADATA_BYTES {
+            r.error(
+                &format!("{path}.metadata"),
+                format!(
+                    "{} bytes; allowed at most {}",
+                    metadata.len(),
+                    limits::DISCOVERY_MAX_METADATA_BYTES
+                ),
+            );
+        }
+        let host = host.filter(|h| {
+            let ok = valid_host_address(h);
+            if !ok {
+                r.error(
+                    &format!("{path}.hostAddress"),
+                    format!("found \"{h}\"; expected an IP address or a DNS name (letters, digits, '-', '.'; at most {} bytes)", limits::DISCOVERY_MAX_HOST_BYTES),
+                );
+            }
+            ok
+        });
+        let id = id.unwrap_or_else(|| format!("MANUAL_{}_{n}", host.as_deref().unwrap_or("")));
+        if id.is_empty() || id.len() > 128 {
+            r.error(&format!("{path}.id"), "expected 1–128 characters");
+        } else if out.iter().any(|c| c.id == id) {
+            r.error(
+                &format!("{path}.id"),
+                format!("\"{id}\" is used twice; devices tell entries apart by id"),
+            );
+        }
+        if let (Some(host_address), Some(port)) = (host, port) {
+            out.push(Connectivity {
+                id,
+                host_address,
+                port_number: port as u16,
+                metadata,
+            });
+        }
+    }
+    out
+}
+
+/// An IP address, or a DNS name: dot-separated labels of letters, digits and '-'.
+pub fn valid_host_address(h: &str) -> bool {
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !h.is_empty()
+        && h.len() <= limits::DISCOVERY_MAX_HOST_BYTES
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -1324,6 +1470,53 @@ mod tests {
             one_error(&offline("", r#","sprig":{"maxConnections":5000}"#)).0,
             "sprig.maxConnections"
         );
+    }
+
+    #[test]
+    fn discovery_keys() {
+        let (c, _) = ok(&offline("", ""));
+        assert_eq!(c.sprig.discovery_port, 8443);
+        assert!(!c.sprig.discovery_port_set && c.sprig.connectivity.is_empty());
+        let (c, w) = ok(&offline(
+            "",
+            r#","sprig":{"discoveryPort":0,"connectivity":[
+                {"hostAddress":"192.168.1.5","portNumber":8883,"metadata":"lan"},
+                {"hostAddress":"core.example.net","portNumber":"443","id":"dns"}]}"#,
+        ));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (c.sprig.discovery_port, c.sprig.discovery_port_set),
+            (0, true)
+        );
+        let ids: Vec<&str> = c.sprig.connectivity.iter().map(|x| x.id.as_str()).collect();
+        assert_eq!(ids, ["MANUAL_192.168.1.5_0", "dns"]);
+        assert_eq!(c.sprig.connectivity[1].port_number, 443);
+        assert_eq!(c.sprig.connectivity[0].metadata, "lan");
+        for (extra, key) in [
+            (r#"{"discoveryPort":8883}"#, "sprig.discoveryPort"),
+            (r#"{"discoveryPort":8000}"#, "sprig.discoveryPort"),
+            (r#"{"discoveryPort":70000}"#, "sprig.discoveryPort"),
+            (r#"{"connectivity":{}}"#, "sprig.connectivity"),
+            (
+                r#"{"connectivity":[{"portNumber":1}]}"#,
+                "sprig.connectivity[0].hostAddress",
+            ),
+            (
+                r#"{"connectivity":[{"hostAddress":"a b","portNumber":1}]}"#,
+                "sprig.connectivity[0].hostAddress",
+            ),
+            (
+                r#"{"connectivity":[{"hostAddress":"h","portNumber":0}]}"#,
+                "sprig.connectivity[0].portNumber",
+            ),
+            (
+                r#"{"connectivity":[{"hostAddress":"h","portNumber":1,"id":"x"},{"hostAddress":"i","portNumber":1,"id":"x"}]}"#,
+                "sprig.connectivity[1].id",
+            ),
+        ] {
+            let doc = offline("", &format!(r#","sprig":{extra}"#));
+            assert_eq!(one_error(&doc).0, key, "{extra}");
+        }
     }
 
     #[test]

@@ -138,12 +138,13 @@ impl GroupCa {
     }
 
     /// Issues the local MQTT server certificate for `key` (a new ECDSA P-256 key when `None`):
-    /// SANs `localhost`, `127.0.0.1`, `::1` and `addrs`, valid from `now` (backdated a little for
-    /// clock skew) for `validity_days`.
+    /// SANs `localhost`, `127.0.0.1`, `::1`, `addrs` and the DNS names `dns`, valid from `now`
+    /// (backdated a little for clock skew) for `validity_days`.
     pub(crate) fn issue_server(
         &self,
         key: Option<&KeyPair>,
         addrs: &[IpAddr],
+        dns: &[String],
         now: SystemTime,
         validity_days: u32,
     ) -> Result<Issued, PkiError> {
@@ -160,6 +161,13 @@ impl GroupCa {
         params
             .subject_alt_names
             .extend(addrs.iter().map(|a| SanType::IpAddress(*a)));
+        for name in dns {
+            let name = name
+                .clone()
+                .try_into()
+                .map_err(issue_err("server certificate"))?;
+            params.subject_alt_names.push(SanType::DnsName(name));
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let what = "server certificate";

@@ -60,6 +60,11 @@ pub struct ServerIdentity {
     /// The non-loopback IP addresses among the leaf's SANs, sorted.
     pub addrs: Vec<IpAddr>,
     pub source: IdentitySource,
+    /// The DNS names among the leaf's SANs other than `localhost`, sorted.
+    pub dns_names: Vec<String>,
+    /// `sprig.connectivity` host addresses the certificate must also name (devices check the
+    /// name they dialled on port 443 and on old Pythons); part of [`needs_reissue`]'s rule.
+    pub extra_hosts: Vec<String>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
     /// `true` when this call issued a new certificate; `false` when it reused or loaded one.
@@ -79,6 +84,8 @@ pub struct ServerCertSettings {
     pub state_dir: PathBuf,
     /// `sprig.serverCertValidityDays` (clamped to 7–30).
     pub validity_days: u32,
+    /// `sprig.connectivity` host addresses (IP or DNS), named as SANs too.
+    pub extra_hosts: Vec<String>,
 }
 
 /// The server identity for `config` at `now`, with the host's current interface addresses
@@ -95,8 +102,9 @@ pub fn server_identity(config: &Config, now: SystemTime) -> Result<ServerIdentit
 
 /// `true` when a sprig-issued certificate should be replaced: it expires within
 /// [`SERVER_CERT_RENEW_BEFORE_SECS`] of `now`, or `current_addrs` (the host's non-loopback
-/// addresses, as [`interface_addrs`](super::interface_addrs) returns them) differ from the ones it
-/// names. Always `false` for a configured certificate, which its owner rotates.
+/// addresses, as [`interface_addrs`](super::interface_addrs) returns them) plus the configured
+/// `identity.extra_hosts` differ from the names it carries. Always `false` for a configured
+/// certificate, which its owner rotates.
 pub fn needs_reissue(identity: &ServerIdentity, now: SystemTime, current_addrs: &[IpAddr]) -> bool {
     if identity.source == IdentitySource::Configured {
         return false;
@@ -105,7 +113,25 @@ pub fn needs_reissue(identity: &ServerIdentity, now: SystemTime, current_addrs: 
         .not_after
         .checked_sub(Duration::from_secs(SERVER_CERT_RENEW_BEFORE_SECS))
         .unwrap_or(UNIX_EPOCH);
-    now >= renew_at || identity.addrs != normalize(current_addrs.to_vec())
+    let (ips, dns) = wanted_sans(current_addrs, &identity.extra_hosts);
+    now >= renew_at || identity.addrs != ips || identity.dns_names != dns
+}
+
+/// The IP and DNS SANs (besides localhost and loopback) a certificate for a host with
+/// `iface` addresses and the configured `extra` host addresses carries: both sorted, deduplicated.
+fn wanted_sans(iface: &[IpAddr], extra: &[String]) -> (Vec<IpAddr>, Vec<String>) {
+    let mut ips = iface.to_vec();
+    let mut dns = Vec::new();
+    for h in extra {
+        match h.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) if h.eq_ignore_ascii_case("localhost") => {}
+            Err(_) => dns.push(h.to_ascii_lowercase()),
+        }
+    }
+    dns.sort_unstable();
+    dns.dedup();
+    (normalize(ips), dns)
 }
 
 impl ServerCertSettings {
@@ -126,6 +152,12 @@ impl ServerCertSettings {
                 .join("state")
                 .join("server"),
             validity_days: config.sprig.server_cert_validity_days,
+            extra_hosts: config
+                .sprig
+                .connectivity
+                .iter()
+                .map(|c| c.host_address.clone())
+                .collect(),
         }
     }
 
@@ -184,12 +216,13 @@ impl ServerCertSettings {
         }
         let ca = GroupCa::load(&self.group_ca_cert, &self.group_ca_key)?;
         let addrs = normalize(addrs.to_vec());
-        if let Some(stored) = self.load_stored(&ca) {
+        if let Some(mut stored) = self.load_stored(&ca) {
+            stored.extra_hosts = self.extra_hosts.clone();
             if !needs_reissue(&stored, now, &addrs) {
                 return Ok(stored);
             }
         }
-        self.issue(&ca, now, addrs)
+        self.issue(&ca, now, &addrs)
     }
 
     /// The stored certificate and key when they are readable, belong together and were signed
@@ -220,8 +253,9 @@ impl ServerCertSettings {
         &self,
         ca: &GroupCa,
         now: SystemTime,
-        addrs: Vec<IpAddr>,
+        iface: &[IpAddr],
     ) -> Result<ServerIdentity, PkiError> {
+        let (addrs, dns) = wanted_sans(iface, &self.extra_hosts);
         let days = self
             .validity_days
             .clamp(MIN_SERVER_CERT_VALIDITY_DAYS, MAX_SERVER_CERT_VALIDITY_DAYS);
@@ -236,10 +270,10 @@ impl ServerCertSettings {
                              ECDSA or RSA key (convert with `openssl pkcs8 -topk8 -nocrypt`)"
                         ),
                     })?;
-                ca.issue_server(Some(&pair), &addrs, now, days)?
+                ca.issue_server(Some(&pair), &addrs, &dns, now, days)?
             }
             None => {
-                let issued = ca.issue_server(None, &addrs, now, days)?;
+                let issued = ca.issue_server(None, &addrs, &dns, now, days)?;
                 // Key first: a crash between the two renames leaves a pair that does not
                 // match, which load_stored notices and replaces.
                 write_file_atomic(&key_path, issued.key_pem.as_bytes(), FileMode::Secret)?;
@@ -250,9 +284,10 @@ impl ServerCertSettings {
         let facts = cert_facts(&issued.cert_der, &cert_path)?;
         let key = load_private_key(&key_path)?;
         log::info!(
-            "issued the local MQTT server certificate {} (addresses {:?}, valid {days} days)",
+            "issued the local MQTT server certificate {} (addresses {:?}, names {:?}, valid {days} days)",
             cert_path.display(),
-            facts.addrs
+            facts.addrs,
+            facts.dns_names
         );
         Ok(ServerIdentity {
             cert_chain: vec![issued.cert_der],
@@ -260,6 +295,8 @@ impl ServerCertSettings {
             not_after: facts.not_after,
             addrs: facts.addrs,
             source: IdentitySource::GroupCa,
+            dns_names: facts.dns_names,
+            extra_hosts: self.extra_hosts.clone(),
             cert_path,
             key_path,
             issued: true,
@@ -298,6 +335,8 @@ fn load_pair(
         not_after: facts.not_after,
         addrs: facts.addrs,
         source,
+        dns_names: facts.dns_names,
+        extra_hosts: Vec::new(),
         cert_path: cert_path.to_path_buf(),
         key_path: key_path.to_path_buf(),
         issued: false,
@@ -309,6 +348,8 @@ struct CertFacts {
     not_after: SystemTime,
     /// Non-loopback IP SANs, normalized.
     addrs: Vec<IpAddr>,
+    /// DNS SANs other than localhost, lowercase, sorted.
+    dns_names: Vec<String>,
 }
 
 fn cert_facts(der: &[u8], path: &Path) -> Result<CertFacts, PkiError> {
@@ -320,6 +361,7 @@ fn cert_facts(der: &[u8], path: &Path) -> Result<CertFacts, PkiError> {
         .map_err(|e| malformed(format!("not an X.509 certificate: {e}")))?;
     let not_after = from_unix_timestamp(cert.validity().not_after.timestamp());
     let mut addrs = Vec::new();
+    let mut dns_names = Vec::new();
     let san = cert
         .subject_alternative_name()
         .map_err(|e| malformed(format!("bad subjectAltName: {e}")))?;
@@ -335,9 +377,17 @@ fn cert_facts(der: &[u8], path: &Path) -> Result<CertFacts, PkiError> {
                 _ => {}
             }
         }
+        if let x509_parser::extensions::GeneralName::DNSName(name) = name {
+            if !name.eq_ignore_ascii_case("localhost") {
+                dns_names.push(name.to_ascii_lowercase());
+            }
+        }
     }
+    dns_names.sort_unstable();
+    dns_names.dedup();
     Ok(CertFacts {
         not_after,
         addrs: normalize(addrs),
+        dns_names,
     })
 }

@@ -1,6 +1,6 @@
 //! The cloud side of the cloud tests: certificates made with the openssl CLI, a mosquitto with
 //! a TLS listener that requires client certificates (standing in for AWS IoT Core), and
-//! mosquitto_sub/pub as cloud clients. Shared by tests/cloud.rs and tests/cloud_e2e.rs.
+//! mosquitto_sub/pub as cloud clients. Shared by tests/cloud.rs, tests/cloud_e2e.rs and tests/jobs.rs.
 #![allow(dead_code)]
 
 use std::fs;
@@ -321,4 +321,25 @@ pub fn dedup(v: &[String]) -> Vec<String> {
 
 pub fn expected(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("up/{prefix} {i}")).collect()
+}
+
+/// Points a test root's cloud link at the mosquitto on `port`: the cloud CA and the core's
+/// identity from `d` as the legacy cert paths (root.ca.pem, core.cert.pem, core.private.key),
+/// iotHost localhost, mqttMaxConnectionRetryInterval 2 s.
+pub fn use_cloud(root: &crate::common::TestRoot, d: &Dir, port: u16) {
+    let certs = root.certs();
+    fs::copy(d.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
+    fs::copy(d.path("core.pem"), certs.join("core.cert.pem")).unwrap();
+    fs::copy(d.path("core.key"), certs.join("core.private.key")).unwrap();
+    let config = root
+        .default_config()
+        .replace(
+            r#""iotHost": "none","#,
+            &format!(r#""iotHost": "localhost", "iotMqttPort": {port},"#),
+        )
+        .replace(
+            r#""managedRespawn": false,"#,
+            r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 2,"#,
+        );
+    root.write_config(&config);
 }

@@ -241,6 +241,25 @@ impl TestRoot {
     pub fn start(&self) -> Daemon {
         Daemon::spawn(self, &["--foreground", "-i"], &[])
     }
+
+    /// [`TestRoot::start`], then waits until `sprig status` answers (panics with the daemon's
+    /// output when it does not).
+    pub fn start_ready(&self) -> Daemon {
+        let daemon = self.start();
+        assert!(
+            wait_until(PATIENCE, || status_json(self).is_some()),
+            "daemon did not come up:\n{}",
+            daemon.output()
+        );
+        daemon
+    }
+
+    /// Group devices `names` (see [`make_device`]) in `DIR/devices`.
+    pub fn make_devices(&self, names: &[&str]) -> Vec<Dev> {
+        let devdir = self.dir.path().join("devices");
+        fs::create_dir_all(&devdir).unwrap();
+        names.iter().map(|n| make_device(&devdir, n)).collect()
+    }
 }
 
 /// A running `sprig start`, killed on drop (SIGTERM, then SIGKILL after a while) so no test
@@ -529,6 +548,17 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// `python tests/py/SCRIPT` with the pinned clients (see [`python`]).
+pub fn py_script(script: &str) -> Command {
+    let mut c = Command::new(python());
+    c.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/py")
+            .join(script),
+    );
+    c
+}
+
 /// `sprig status -r ROOT --json`, when the daemon is up.
 pub fn status_json(root: &TestRoot) -> Option<String> {
     let (st, out, _) = run_sprig(["status", "-r", root.root().to_str().unwrap(), "--json"]);
@@ -604,6 +634,25 @@ impl Drop for Bg {
     }
 }
 
+/// Runs a client script to completion in the background (a hang is bounded by 3 × PATIENCE),
+/// its stdout in `dir/<label>-<n>.out`; panics, naming `label` and showing stdout and the tail
+/// of stderr, when it hung or printed an `error ...` line. Its stdout.
+pub fn run_client(cmd: Command, dir: &Path, label: &str) -> String {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let mut bg = Bg::spawn(cmd, dir.join(format!("{label}-{n}.out")));
+    let done = wait_until(PATIENCE * 3, || matches!(bg.child.try_wait(), Ok(Some(_))));
+    let text = bg.text();
+    let e = bg.errors();
+    let cut = e.char_indices().rev().nth(3000).map_or(0, |(i, _)| i);
+    assert!(
+        done && !text.contains("\nerror ") && !text.starts_with("error "),
+        "{label} failed or hung:\n{text}\n--- stderr tail ---\n{}",
+        &e[cut..]
+    );
+    text
+}
+
 /// The daemon's stdout/stderr followed by its `system/runtime.log`.
 pub fn log_text(root: &TestRoot, daemon: &Daemon) -> String {
     let mut s = daemon.output();
@@ -634,4 +683,41 @@ pub fn group_json_with<S: AsRef<str>>(devices: &[&Dev], subs: &[(S, S, S)]) -> S
         devices.join(","),
         subs.join(",")
     )
+}
+
+/// `base` (a group.json from [`group_json_with`]) with one user function `id` (runs
+/// `main.py`, NoContainer), whose code a deployment must provide.
+pub fn group_with_function(base: &str, id: &str) -> String {
+    let f = format!(
+        r#""FunctionDefinitionVersion":{{"Functions":[{{"Id":"{id}","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:{id}:1","FunctionConfiguration":{{"Executable":"main.py","Timeout":3,"Environment":{{"Execution":{{"IsolationMode":"NoContainer"}}}}}}}}]}},"#
+    );
+    base.replacen('{', &format!("{{{f}"), 1)
+}
+
+/// A zip made by Python's zipfile: `(name, content)` files; a content starting with `->` makes
+/// a symbolic link to the rest.
+pub fn make_zip(path: &Path, entries: &[(&str, &str)]) {
+    let mut script = String::from(
+        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\n",
+    );
+    for (name, content) in entries {
+        match content.strip_prefix("->") {
+            Some(target) => script.push_str(&format!(
+                "i = zipfile.ZipInfo({name:?}); i.external_attr = 0o120777 << 16\nz.writestr(i, {target:?})\n"
+            )),
+            None => script.push_str(&format!("z.writestr({name:?}, {content:?})\n")),
+        }
+    }
+    script.push_str("z.close()\n");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

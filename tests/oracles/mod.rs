@@ -259,6 +259,55 @@ pub fn stream_frame(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A Jobs service message and an HTTPS download's response head (any bytes, as from the
+/// network; the first byte picks which): parsing never panics; a job offer yields at most one
+/// deployment, only while that job is the current one, and every publish stays on this
+/// thing's Jobs topics; a complete head's length lies within the bytes.
+pub fn jobs_message(data: &[u8]) {
+    use sprig::deploy::fetch::Head;
+    use sprig::deploy::jobs::{Action, Jobs};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    if pick & 1 == 1 {
+        if let Ok(Some(h)) = Head::parse(rest) {
+            assert!(
+                h.len <= rest.len(),
+                "head of {} in {} bytes",
+                h.len,
+                rest.len()
+            );
+        }
+        return;
+    }
+    let base = "$aws/things/core/jobs";
+    let topics = [
+        "/start-next/accepted",
+        "/notify-next",
+        "/start-next/rejected",
+        "/j/update/rejected",
+    ];
+    let mut j = Jobs::new("core");
+    j.connected();
+    let actions = j.message(
+        &format!("{base}{}", topics[usize::from(pick >> 1) % 4]),
+        rest,
+    );
+    let deploys = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Deploy { .. }))
+        .count();
+    assert!(deploys <= 1, "{deploys} deployments from one message");
+    if deploys == 1 {
+        assert!(j.current().is_some(), "a deployment without a current job");
+    }
+    for a in &actions {
+        if let Action::Publish { topic, .. } = a {
+            assert!(topic.starts_with(&format!("{base}/")), "publish on {topic}");
+        }
+    }
+}
+
 /// Shadow requests: `data` is a sequence of requests separated by NUL bytes, each one byte
 /// choosing the operation (update/get/delete) then the payload, all on thing `t`. The service
 /// never panics; every answer is a JSON document on `<op>/accepted|rejected`; a rejection has
@@ -301,5 +350,66 @@ pub fn shadow_requests(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// A discovery request (any bytes, as read from a TLS connection; the first byte picks the
+/// peer: even = the group device `sensor`, odd = a certificate in no group): `respond` never
+/// panics; a reply is well-formed HTTP/1.1 with a `content-length: ` the stock SDK finds and
+/// a JSON body; a stranger only ever gets 400 or 403; a 200 goes only to `sensor` asking for
+/// `sensor` by GET; more bytes are asked for only below the size bound.
+pub fn discovery_request(data: &[u8]) {
+    use sprig::discovery::{auto_connectivity, respond, Directory, Step};
+    use sprig::limits::DISCOVERY_MAX_REQUEST_BYTES;
+    let Some((&who, req)) = data.split_first() else {
+        return;
+    };
+    let req = &req[..req.len().min(DISCOVERY_MAX_REQUEST_BYTES)];
+    let (member, stranger) = ("a".repeat(64), "b".repeat(64));
+    let dir = Directory {
+        group_id: "g".into(),
+        core_thing_arn: "arn:aws:iot:us-east-1:1:thing/core".into(),
+        connectivity: auto_connectivity(&["192.0.2.1".parse().unwrap()], 8883),
+        cas: vec![],
+        members: [(member.clone(), "sensor".to_string())]
+            .into_iter()
+            .collect(),
+    };
+    let cert = if who % 2 == 0 { &member } else { &stranger };
+    let r = match respond(req, cert, &dir) {
+        Step::NeedMore => {
+            assert!(
+                req.len() < DISCOVERY_MAX_REQUEST_BYTES,
+                "NeedMore at the bound"
+            );
+            return;
+        }
+        Step::Reply(r) => r,
+    };
+    let wire = r.to_bytes();
+    let text = std::str::from_utf8(&wire).expect("reply is UTF-8");
+    assert!(
+        text.starts_with(&format!("HTTP/1.1 {} ", r.status)),
+        "{text}"
+    );
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("head ends with a blank line");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+        "{head}"
+    );
+    json::parse(body.as_bytes(), 1 << 20, MAX_JSON_DEPTH).expect("body is JSON");
+    if cert == &stranger {
+        assert!(matches!(r.status, 400 | 403), "stranger got {}", r.status);
+    }
+    if r.status == 200 {
+        assert!(cert == &member);
+        let start = b"GET /greengrass/discover/thing/sensor";
+        assert!(
+            req.starts_with(start),
+            "200 for {:?}",
+            String::from_utf8_lossy(req)
+        );
     }
 }

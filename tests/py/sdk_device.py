@@ -13,12 +13,11 @@ messages arriving in onMessage, publish(topic, json, qos). The one change: the S
 timeout (5 s for a SUBACK/PUBACK) is raised to 60 s so a loaded test machine cannot fail it.
 """
 import json
-import logging
-import os
 import sys
 import threading
 import time
 
+import client_main
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient, AWSIoTMQTTShadowClient
 
 HOST = "127.0.0.1"
@@ -139,23 +138,14 @@ def cmd_shadow_get(port, ca, cert, key, cid, thing, timeout):
 
 
 def dispatch(commands):
-    """Runs `commands[argv[1]](PORT, CA, CERT, KEY, CLIENT_ID, *ARGS)` from the command line;
-    an exception becomes an `error ...` line and exit 1."""
+    """Runs `commands[argv[1]](PORT, CA, CERT, KEY, CLIENT_ID, *ARGS)` from the command line
+    (tests/py/client_main.py prints an exception as an `error ...` line and exits 1)."""
     cmd = sys.argv[1]
     port, ca, cert, key, cid = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-    code = 0
-    try:
-        commands[cmd](port, ca, cert, key, cid, *sys.argv[7:])
-    except Exception as e:
-        say(f"error {type(e).__name__}: {e}")
-        code = 1
-    sys.stdout.flush()
-    # The SDK leaves non-daemon threads behind (reconnect and timer threads): exit anyway.
-    os._exit(code)
+    client_main.run(commands[cmd], port, ca, cert, key, cid, *sys.argv[7:])
 
 
 def main():
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     dispatch(
         {
             "subscriber": cmd_subscriber,
