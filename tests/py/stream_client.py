@@ -222,7 +222,10 @@ def export(port, n, fmt, flag):
             pass
 
     def serve():
+        # Port 0 the first time (the kernel picks a free one), the same port after the outage.
+        nonlocal port
         srv = http.server.HTTPServer(("127.0.0.1", port), H)
+        port = srv.server_address[1]
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         return srv
 
@@ -275,6 +278,7 @@ def export_https(port, cert, key, n):
             pass
 
     srv = http.server.HTTPServer(("127.0.0.1", port), H)
+    port = srv.server_address[1]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
