@@ -174,6 +174,10 @@ fn stock_client_operations() {
     let status = status_json(&rig.root).expect("status");
     assert!(status.contains("\"streams\":{\"port\":"), "{status}");
     wait_counter(&rig.root, "appended", |n| n == 10_003);
+    // The guide's log file for the stream manager (seed-D §2.6).
+    let log = std::fs::read_to_string(rig.root.log_dir().join("system/GGStreamManager.log"))
+        .unwrap_or_default();
+    assert!(log.contains("stream manager on 127.0.0.1:"), "{log}");
 }
 
 /// maxSize with RejectNewData (the client's InvalidRequestException) and OverwriteOldestData

@@ -284,7 +284,7 @@ pub(super) async fn run(inner: Rc<Inner>) {
             };
             worked = true;
             if batch[0].seq > from {
-                log::warn!(
+                log::warn!(target: "GGStreamManager",
                     "stream manager: export {} of stream {stream:?}: messages {from}..{} were dropped (OverwriteOldestData or TTL) before they were exported",
                     h.identifier,
                     batch[0].seq - 1
@@ -345,7 +345,9 @@ pub(super) async fn run(inner: Rc<Inner>) {
                     let _ =
                         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
                     let i = r.unwrap_or_else(|| {
-                        log::warn!("stream manager: export {} of stream {stream:?}: {msg}; retrying with back-off", h.identifier);
+                        log::warn!(target: "GGStreamManager",
+                            "stream manager: export {} of stream {stream:?}: {msg}; retrying with back-off", h.identifier
+                        );
                         retries.push(Retry {
                             stream: stream.clone(),
                             id: h.identifier.clone(),

@@ -68,7 +68,9 @@ impl Settings {
                     if v.starts_with('/') {
                         s.root = PathBuf::from(v);
                     } else {
-                        errors.push(format!("{k}: found {v:?}; expected an absolute path (starting with /)"));
+                        errors.push(format!(
+                            "{k}: found {v:?}; expected an absolute path (starting with /)"
+                        ));
                     }
                 }
                 "STREAM_MANAGER_AUTHENTICATE_CLIENT" => match v {
@@ -82,9 +84,11 @@ impl Settings {
                         "{k}: found {v:?}; expected kilobits per second, a whole number above 0"
                     )),
                 },
-                "STREAM_MANAGER_EXPORTER_THREAD_POOL_SIZE" | "JVM_ARGS" => log::info!(
-                    "stream manager: {k} is accepted and not used by sprig (one thread, no JVM; exports run one POST at a time)"
-                ),
+                "STREAM_MANAGER_EXPORTER_THREAD_POOL_SIZE" | "JVM_ARGS" => {
+                    log::info!(target: "GGStreamManager",
+                        "stream manager: {k} is accepted and not used by sprig (one thread, no JVM; exports run one POST at a time)"
+                    )
+                }
                 _ => {}
             }
         }

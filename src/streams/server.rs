@@ -93,7 +93,7 @@ pub fn start(settings: Settings, token_ok: TokenCheck) -> Result<StreamManager, 
         )
     })?;
     let store = Store::open(&settings.root, settings.max_bytes);
-    log::info!(
+    log::info!(target: "GGStreamManager",
         "stream manager on {addr}: store {} ({} streams, {} of {} bytes), client authentication {}",
         settings.root.display(),
         store.names().len(),
@@ -121,14 +121,16 @@ impl StreamManager {
             let (sock, peer) = match me.listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
-                    log::warn!("stream manager: accept failed: {e}");
+                    log::warn!(target: "GGStreamManager",
+                        "stream manager: accept failed: {e}"
+                    );
                     Timer::after(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             if me.stats.connections.get() >= limits::STREAM_MAX_CONNECTIONS {
                 me.stats.refused_limit.set(me.stats.refused_limit.get() + 1);
-                log::warn!(
+                log::warn!(target: "GGStreamManager",
                     "stream manager: {peer} refused: {} clients connected, sprig's limit",
                     limits::STREAM_MAX_CONNECTIONS
                 );
@@ -143,7 +145,9 @@ impl StreamManager {
                 inner.stats.next_id.set(id + 1);
                 if let Err(e) = serve(&inner, sock, id).await {
                     inner.stats.closed_bad.set(inner.stats.closed_bad.get() + 1);
-                    log::warn!("stream manager: client {peer} closed: {e}");
+                    log::warn!(target: "GGStreamManager",
+                        "stream manager: client {peer} closed: {e}"
+                    );
                 }
                 inner.changed.forget(id);
                 inner

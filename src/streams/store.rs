@@ -259,7 +259,7 @@ impl Store {
             counters: Counters::default(),
         };
         if let Err(e) = fs::create_dir_all(root) {
-            log::error!(
+            log::error!(target: "GGStreamManager",
                 "stream manager: cannot create the store directory {}: {e}; File streams will fail",
                 root.display()
             );
@@ -275,14 +275,16 @@ impl Store {
                 })
                 .collect(),
             Err(e) => {
-                log::error!("stream manager: cannot list {}: {e}", root.display());
+                log::error!(target: "GGStreamManager",
+                    "stream manager: cannot list {}: {e}", root.display()
+                );
                 Vec::new()
             }
         };
         dirs.sort();
         for (id, dir) in dirs {
             if store.streams.len() >= limits::STREAM_MAX_STREAMS {
-                log::warn!(
+                log::warn!(target: "GGStreamManager",
                     "stream manager: {} left alone: over {} streams",
                     dir.display(),
                     limits::STREAM_MAX_STREAMS
@@ -291,7 +293,7 @@ impl Store {
             }
             match store.recover(id, &dir) {
                 Ok(s) => {
-                    log::info!(
+                    log::info!(target: "GGStreamManager",
                         "stream manager: stream {:?} recovered: sequence numbers {}..{}, {} bytes",
                         s.def.name,
                         s.oldest(),
@@ -303,7 +305,7 @@ impl Store {
                 }
                 Err(e) => {
                     let aside = dir.with_extension("corrupt");
-                    log::error!(
+                    log::error!(target: "GGStreamManager",
                         "stream manager: {}: {e}; set aside as {}",
                         dir.display(),
                         aside.display()
@@ -313,7 +315,7 @@ impl Store {
             }
         }
         if store.total > store.max_bytes {
-            log::warn!(
+            log::warn!(target: "GGStreamManager",
                 "stream manager: the store holds {} bytes, over sprig.streamStoreMaxBytes {}: appends are refused until streams shrink",
                 store.total,
                 store.max_bytes
@@ -351,7 +353,7 @@ impl Store {
                 true
             });
             if valid < len {
-                log::warn!(
+                log::warn!(target: "GGStreamManager",
                     "stream manager: {}: {} bytes after the last whole record cut (torn write or damage)",
                     path.display(),
                     len - valid
@@ -483,7 +485,9 @@ impl Store {
         if let Some(d) = &s.dir {
             drop(s.active);
             if let Err(e) = fs::remove_dir_all(d) {
-                log::warn!("stream manager: cannot remove {}: {e}", d.display());
+                log::warn!(target: "GGStreamManager",
+                    "stream manager: cannot remove {}: {e}", d.display()
+                );
             }
         }
         Ok(())
@@ -621,11 +625,15 @@ impl Store {
         self.total -= seg.bytes;
         if let SegData::File(p) = &seg.data {
             if let Err(e) = fs::remove_file(p) {
-                log::warn!("stream manager: cannot remove {}: {e}", p.display());
+                log::warn!(target: "GGStreamManager",
+                    "stream manager: cannot remove {}: {e}", p.display()
+                );
             }
             // The next sequence number must survive even when no segment is left.
             if let Err(e) = write_meta(s) {
-                log::warn!("stream manager: {e}");
+                log::warn!(target: "GGStreamManager",
+                    "stream manager: {e}"
+                );
             }
         }
         seg.next - seg.first
@@ -758,7 +766,9 @@ impl Store {
                 e.messages += msgs;
                 e.bytes += bytes;
                 if let Err(err) = write_meta(s) {
-                    log::warn!("stream manager: {err}");
+                    log::warn!(target: "GGStreamManager",
+                        "stream manager: {err}"
+                    );
                 }
             }
             Err(m) => e.error = Some(m),
