@@ -129,6 +129,8 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
                     }
                 }
             }
+            // The link subscribes only when it starts: SyncShadow set later waits for a restart.
+            shadows.pin_cloud_things();
             let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
             let q = queue.clone();
             let sh = shadows.clone();
@@ -199,6 +201,18 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // The local Discovery API (issue 11), on its own port with the broker's certificate.
     let discovery = start_discovery(&core, &identity, &slot, &status)?;
     let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
+    // Hot deployments and `sprig reset` reach the shadow service (its thing set, SyncShadow
+    // flags, memory re-read from the store) and the discovery directory.
+    {
+        let (cfg, sh) = (config.clone(), shadows.clone());
+        let disc = discovery.as_ref().map(|d| d.0.clone());
+        applier.on_group_applied(Rc::new(move |g: &Group| {
+            sh.set_things(&shadow_things(&cfg, g));
+            if let Some(d) = &disc {
+                d.set_group(&cfg, g);
+            }
+        }));
+    }
     let _rotation = ex.spawn(rotate_server_cert(
         core.config.clone(),
         identity,

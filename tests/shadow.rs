@@ -31,22 +31,9 @@ struct Rig {
 /// shadow (and the light about its own: the requests are routed by topic, any thing's shadow);
 /// the observer (the guide's GG_Car_Aggregator Lambda, here a device) gets `update/documents`.
 fn group_json(l: &Dev, s: &Dev, o: &Dev) -> String {
-    let sh = "GGShadowService".to_string();
-    let mut subs = Vec::new();
-    for d in [l, s] {
-        subs.push((
-            d.thing_arn(),
-            "$aws/things/+/shadow/+".to_string(),
-            sh.clone(),
-        ));
-        subs.push((
-            sh.clone(),
-            "$aws/things/+/shadow/#".to_string(),
-            d.thing_arn(),
-        ));
-    }
+    let mut subs = shadow_service_subs(&[l, s]);
     subs.push((
-        sh.clone(),
+        "GGShadowService".to_string(),
         format!("$aws/things/{LIGHT}/shadow/update/documents"),
         o.thing_arn(),
     ));
@@ -160,11 +147,7 @@ fn raw_as(
 }
 
 fn replies(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("reply "))
-        .filter_map(|l| l.split_once(' '))
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    shadow_replies(text)
 }
 
 fn json_str(s: &str) -> String {
