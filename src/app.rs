@@ -171,16 +171,6 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     };
 
-    // Stream manager (issue 14): on when the group deploys GGStreamManager and the build has
-    // the feature. The Lambda runner's token check is wired here at merge (no runner: no
-    // token is live).
-    #[cfg(feature = "stream-manager")]
-    let streams = start_streams(config, &core.group, &status, Rc::new(|_: &str| false))?;
-    #[cfg(not(feature = "stream-manager"))]
-    if core.group.system_function("GGStreamManager").is_some() {
-        log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
-    }
-
     // Deployments (issue 10): the group is swapped in place when `sprig deploy` installs one.
     // Hooks registered with `applier.on_group_applied` run after each swap (the Lambda
     // runner's `apply` goes there).
@@ -190,6 +180,60 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         Box::new(move || a.status())
     });
     let _deployments = ex.spawn(applier.clone().run());
+    // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort (bound when the group has
+    // functions), workers as children.
+    let runner = crate::lambda::shell::Runner::new(
+        config,
+        &core.group,
+        queue.clone(),
+        core.child_exits.clone(),
+    );
+    if runner.has_functions() {
+        // Not fatal: the broker and the cloud link serve on; the runner retries the port.
+        if let Err(e) = runner.listen() {
+            log::error!(
+                "{e}: functions cannot reach the core until it is free (retried every {} s)",
+                limits::IPC_REBIND_SECS
+            );
+        }
+    }
+    hub.set_function_sink(Rc::new(runner.clone()));
+    // Stream manager (issue 14): on when the group deploys GGStreamManager and the build has
+    // the feature. With STREAM_MANAGER_AUTHENTICATE_CLIENT true a client's token must be a
+    // running worker's (the runner gives each worker AWS_CONTAINER_AUTHORIZATION_TOKEN and
+    // STREAM_MANAGER_SERVER_PORT).
+    #[cfg(feature = "stream-manager")]
+    let streams = {
+        let r = runner.clone();
+        start_streams(
+            config,
+            &core.group,
+            &status,
+            Rc::new(move |t: &str| r.is_live_token(t)),
+        )?
+    };
+    #[cfg(not(feature = "stream-manager"))]
+    if core.group.system_function("GGStreamManager").is_some() {
+        log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
+    }
+    // GGShadowService calls from functions go straight to the shadow service.
+    runner.set_shadow(shadows.clone());
+    let weak_hub = Rc::downgrade(&hub);
+    runner.set_room_check(Box::new(move |source, topic| {
+        weak_hub
+            .upgrade()
+            .is_some_and(|h| h.targets_have_room(source, topic))
+    }));
+    {
+        let (r1, r2) = (runner.clone(), runner.clone());
+        status.add_section("functions", Box::new(move || r1.status().0));
+        status.add_section("ipc", Box::new(move || r2.status().1));
+    }
+    // A deployment restarts the functions whose configuration or code changed (issue 10 → 12).
+    applier.on_group_applied({
+        let r = runner.clone();
+        Rc::new(move |g| r.apply(g))
+    });
 
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
@@ -240,9 +284,10 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             broker::run_listener(hub.clone(), ex, listener, slot),
             discovery_listener,
         ),
-        future::or(streams_run, shutdown.wait()),
+        future::or(runner.run(ex), future::or(streams_run, shutdown.wait())),
     )
     .await;
+    runner.stop().await;
     if let Some(c) = &cloud {
         c.flush();
     }
@@ -412,5 +457,26 @@ async fn rotate_server_cert(
             }
             Err(e) => log::warn!("cannot re-issue the local MQTT server certificate: {e}"),
         }
+    }
+}
+
+/// GGShadowService calls from Lambda functions (issue 12 seam → issue 9 service): the answer's
+/// body is the accepted document or AWS's `{code, message}` error document, which the SDK
+/// raises as `ShadowError`; a topic that is no shadow request is refused with 400.
+impl crate::lambda::shell::ShadowCalls for ShadowService {
+    fn call(
+        &self,
+        _caller_arn: &str,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, crate::lambda::shell::ShadowCallError> {
+        let Some((thing, op)) = crate::shadow::parse_request_topic(topic) else {
+            return Err(crate::lambda::shell::ShadowCallError {
+                code: 400,
+                message: format!("{topic:?} is not a shadow request topic ($aws/things/<thing>/shadow/get|update|delete)"),
+            });
+        };
+        let (_suffix, body) = self.request(thing, op, payload);
+        Ok(body.to_vec())
     }
 }

@@ -43,6 +43,7 @@ fn other_targets_reproducers() {
     replay("jobs_message", oracles::jobs_message);
     replay("shadow_request", oracles::shadow_requests);
     replay("discovery_request", oracles::discovery_request);
+    replay("ipc_request", oracles::ipc_request);
     #[cfg(feature = "stream-manager")]
     replay("stream_frame", oracles::stream_frame);
 }
@@ -66,6 +67,7 @@ fn seeds_pass_the_oracles() {
         ("jobs_message", oracles::jobs_message),
         ("shadow_request", oracles::shadow_requests),
         ("discovery_request", oracles::discovery_request),
+        ("ipc_request", oracles::ipc_request),
     ];
     #[cfg(feature = "stream-manager")]
     let checks: &[Check] = &[checks, &[("stream_frame", oracles::stream_frame)]].concat();

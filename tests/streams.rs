@@ -443,3 +443,83 @@ fn check_reports_bad_stream_manager_settings() {
         "{text}"
     );
 }
+
+/// A pinned Python function (the Lambda runner, `greengrasssdk` and `cbor2` deployed with its
+/// code, as the guide asks) connects with the no-argument `StreamManagerClient()`: its
+/// environment carries STREAM_MANAGER_SERVER_PORT and a live AWS_CONTAINER_AUTHORIZATION_TOKEN,
+/// authentication is on, and its appends land in the stream's files.
+#[test]
+fn a_lambda_function_connects_with_its_token() {
+    let root = TestRoot::new("streams-lambda");
+    let (port, ipc) = (free_port(), free_port());
+    let site = Command::new(python())
+        .args([
+            "-c",
+            "import os, cbor2; print(os.path.dirname(os.path.dirname(cbor2.__file__)))",
+        ])
+        .output()
+        .expect("run the test python");
+    let site = std::path::PathBuf::from(String::from_utf8_lossy(&site.stdout).trim());
+    let code = root.write_dir().join("ggc/deployment/lambda/smfn");
+    for pkg in ["greengrasssdk", "cbor2"] {
+        copy_tree(&site.join(pkg), &code.join(pkg));
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lambda/streams_fn.py");
+    std::fs::copy(src, code.join("streams_fn.py")).unwrap();
+    let sm = group(port, true);
+    let func = r#"{"Id":"smfn","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:smfn:1","FunctionConfiguration":{"Runtime":"python3.8","Handler":"streams_fn.handler","EncodingType":"json","Pinned":true,"Timeout":30}}"#;
+    let group = sm
+        .replacen(
+            r#"{"FunctionDefinitionVersion":{"#,
+            r#"{"FunctionDefinitionVersion":{"DefaultConfig":{"Execution":{"IsolationMode":"NoContainer"}},"#,
+            1,
+        )
+        .replacen("]}}", &format!(",{func}]}}}}"), 1);
+    root.write_group(&group);
+    let config = root.default_config().replace(
+        r#""keepAlive": 600"#,
+        &format!(r#""keepAlive": 600, "ggDaemonPort": {ipc}"#),
+    );
+    root.write_config(&config);
+    let d = Daemon::spawn(
+        &root,
+        &["--foreground", "-i"],
+        &[("PATH", "/usr/local/bin:/usr/bin:/bin")],
+    );
+    let dir = root.write_dir().join("ggc/var/state/streams/s0");
+    let mut found = String::new();
+    let ok = wait_until(PATIENCE, || {
+        found = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                    .map(|e| {
+                        String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.contains("appended-by-a-lambda-2")
+    });
+    assert!(
+        ok,
+        "no appends from the function in {}:\n{}",
+        dir.display(),
+        d.output()
+    );
+    assert!(found.contains("appended-by-a-lambda-0") && found.contains("appended-by-a-lambda-1"));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "__pycache__" {
+                copy_tree(&e.path(), &target);
+            }
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
