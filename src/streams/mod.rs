@@ -103,14 +103,6 @@ impl Settings {
     }
 }
 
-impl Settings {
-    /// What every Lambda worker's environment needs so the client's no-argument constructor
-    /// finds this server (the Lambda runner adds it; seed-D §2.6).
-    pub fn worker_env(&self) -> (&'static str, String) {
-        ("STREAM_MANAGER_SERVER_PORT", self.port.to_string())
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

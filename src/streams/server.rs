@@ -159,11 +159,6 @@ impl StreamManager {
         }
     }
 
-    /// The settings it runs with (the Lambda runner takes [`Settings::worker_env`] from here).
-    pub fn settings(&self) -> &Settings {
-        &self.0.settings
-    }
-
     /// The `stream_exports` section of `sprig status`: one line per HTTP export,
     /// `STREAM/ID: exported N, next M, pending P[, error E]`.
     pub fn export_status(&self) -> Value {
