@@ -63,7 +63,7 @@ TRIPLE_ENV=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
 # not from Rust's self-contained set (absent for build-std targets). RUSTC_BOOTSTRAP lets
 # stable use -Z build-std.
 export RUSTC_BOOTSTRAP=1
-FLAGS="$RUSTFLAGS_T -C link-self-contained=no -C force-unwind-tables=no"
+FLAGS="$RUSTFLAGS_T -C link-self-contained=no -C force-unwind-tables=no -Z location-detail=none"
 CARGO_ARGS=(zigbuild --release --locked --target "$TARGET" "${FEATURES[@]}"
   --config 'profile.release.strip=false'
   -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size)
