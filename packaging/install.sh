@@ -5,6 +5,10 @@
 #   ROOT/config/                        config.json from the setup tarball
 #   ROOT/ggc/packages/VERSION/bin/sprig the binary (GGC's bin/daemon is a link to it)
 #   ROOT/ggc/core/greengrassd           link to it: `greengrassd start|stop|restart`
+#   ROOT/ggc/packages/VERSION/runtime/python  sprig's Python Lambda runtime (bootstrap and the
+#                                       greengrass_common / greengrass_ipc_python_sdk modules the
+#                                       Core SDK imports), from ./runtime/python beside this script
+#                                       or the source tree's runtime/python
 #   ROOT/ggc/var/{log,state}, ROOT/ggc/deployment/group
 # With --systemd (default simple when systemd runs), installs the unit and reloads systemd;
 # it does not enable or start it: put certs and config.json in place first.
@@ -34,6 +38,19 @@ install -d -m 0700 "$R/certs"
 install -m 0755 "$bin" "$R/ggc/packages/$version/bin/sprig"
 ln -sfn sprig "$R/ggc/packages/$version/bin/daemon"
 ln -sfn "../packages/$version/bin/sprig" "$R/ggc/core/greengrassd"
+# The daemon finds the Python runtime at <binary dir>/../runtime/python.
+for rt in "$here/runtime/python" "$here/../runtime/python"; do
+  if [ -f "$rt/sprig_lambda_runtime.py" ]; then
+    install -d -m 0755 "$R/ggc/packages/$version/runtime/python/greengrass_common" \
+      "$R/ggc/packages/$version/runtime/python/greengrass_ipc_python_sdk"
+    for f in sprig_lambda_runtime.py greengrass_common/__init__.py greengrass_common/env_vars.py \
+      greengrass_common/function_arn_fields.py greengrass_ipc_python_sdk/__init__.py \
+      greengrass_ipc_python_sdk/ipc_client.py; do
+      install -m 0644 "$rt/$f" "$R/ggc/packages/$version/runtime/python/$f"
+    done
+    break
+  fi
+done
 
 if [ "$systemd" = auto ]; then
   if [ -z "$destdir" ] && [ -d /run/systemd/system ]; then systemd=simple; else systemd=none; fi

@@ -3,6 +3,7 @@
 #   dist/bin/<target>/<profile>/sprig      static, stripped binaries (musl/build.sh)
 #   dist/sprig-<ver>-<target>-<profile>.tar.gz  binary + install.sh + systemd units
 #   dist/openwrt/sprig_<ver>-r<rel>_<arch>.ipk  router profile, one per OpenWrt arch
+#   dist/openwrt/all/sprig-python_<ver>-r<rel>_all.ipk  the Python Lambda runtime files
 #   dist/deb/sprig_<ver>-1_armhf.deb       Pi Zero (full profile)
 #   dist/SHA256SUMS
 # Env: DIST_TARGETS (default: all five targets incl. mipsel-unknown-linux-musl; drop it to
@@ -32,6 +33,7 @@ for bin in dist/bin/*/*/sprig; do
   install -m 0755 "$bin" "$stage/$name/sprig"
   install -m 0755 packaging/install.sh "$stage/$name/install.sh"
   install -m 0644 packaging/systemd/*.service "$stage/$name/systemd/"
+  cp -r runtime "$stage/$name/runtime" && find "$stage/$name/runtime" -name __pycache__ -prune -exec rm -rf {} +
   tar --owner=0 --group=0 --numeric-owner --sort=name --mtime="@$SOURCE_DATE_EPOCH" \
     -C "$stage" -cf - "$name" | gzip -9n > "dist/$name.tar.gz"
 done
@@ -42,10 +44,12 @@ while read -r arch target; do
   else echo "dist: no $target router binary, no ipk for $arch" >&2; fi
 done < openwrt/arches.txt
 
+openwrt/build-python-ipk.sh dist/openwrt/all >/dev/null
+
 pi="dist/bin/arm-unknown-linux-musleabihf/full/sprig"
 [ -f "$pi" ] || pi="dist/bin/arm-unknown-linux-musleabihf/router/sprig"
 if [ -f "$pi" ]; then packaging/build-deb.sh "$pi" armhf dist/deb >/dev/null
 else echo "dist: no Pi Zero binary, no .deb" >&2; fi
 
-(cd dist && sha256sum sprig-*.tar.gz openwrt/*.ipk deb/*.deb > SHA256SUMS)
+(cd dist && sha256sum sprig-*.tar.gz openwrt/*.ipk openwrt/all/*.ipk deb/*.deb > SHA256SUMS)
 echo "dist: $(wc -l < dist/SHA256SUMS) artifacts, see dist/SHA256SUMS"

@@ -6,16 +6,17 @@ cd "$(dirname "$0")/.."
 
 # 1. System packages the tests drive as real peers (mosquitto as the cloud and as the
 #    benchmark peer, its clients as devices, openssl for test certificates, qemu-user for the
-#    ARM binaries, tinyproxy as an HTTP CONNECT proxy).
+#    ARM binaries, tinyproxy as an HTTP CONNECT proxy, curl for the executable Lambda in
+#    tests/lambda.rs; its Python functions run on the system python3).
 need_apt=0
-for cmd in mosquitto mosquitto_pub openssl qemu-arm-static tinyproxy; do
+for cmd in mosquitto mosquitto_pub openssl qemu-arm-static tinyproxy curl python3; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/usr/bin/$cmd" ] || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends \
-    mosquitto mosquitto-clients openssl qemu-user-static tinyproxy file binutils
+    mosquitto mosquitto-clients openssl qemu-user-static tinyproxy file binutils curl python3
 fi
 
 # 2. Pinned Python test clients (paho-mqtt, the AWS IoT device SDK, ...), in a venv of our own.

@@ -129,6 +129,8 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
                     }
                 }
             }
+            // The link subscribes only when it starts: SyncShadow set later waits for a restart.
+            shadows.pin_cloud_things();
             let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
             let q = queue.clone();
             let sh = shadows.clone();
@@ -178,6 +180,42 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         Box::new(move || a.status())
     });
     let _deployments = ex.spawn(applier.clone().run());
+    // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort (bound when the group has
+    // functions), workers as children.
+    let runner = crate::lambda::shell::Runner::new(
+        config,
+        &core.group,
+        queue.clone(),
+        core.child_exits.clone(),
+    );
+    if runner.has_functions() {
+        // Not fatal: the broker and the cloud link serve on; the runner retries the port.
+        if let Err(e) = runner.listen() {
+            log::error!(
+                "{e}: functions cannot reach the core until it is free (retried every {} s)",
+                limits::IPC_REBIND_SECS
+            );
+        }
+    }
+    hub.set_function_sink(Rc::new(runner.clone()));
+    // GGShadowService calls from functions go straight to the shadow service.
+    runner.set_shadow(shadows.clone());
+    let weak_hub = Rc::downgrade(&hub);
+    runner.set_room_check(Box::new(move |source, topic| {
+        weak_hub
+            .upgrade()
+            .is_some_and(|h| h.targets_have_room(source, topic))
+    }));
+    {
+        let (r1, r2) = (runner.clone(), runner.clone());
+        status.add_section("functions", Box::new(move || r1.status().0));
+        status.add_section("ipc", Box::new(move || r2.status().1));
+    }
+    // A deployment restarts the functions whose configuration or code changed (issue 10 → 12).
+    applier.on_group_applied({
+        let r = runner.clone();
+        Rc::new(move |g| r.apply(g))
+    });
 
     let slot: ServerConfigSlot = Rc::new(RefCell::new(tls));
     // Tasks held here are cancelled when `run` returns (connection tasks end with the executor).
@@ -189,6 +227,18 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // The local Discovery API (issue 11), on its own port with the broker's certificate.
     let discovery = start_discovery(&core, &identity, &slot, &status)?;
     let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
+    // Hot deployments and `sprig reset` reach the shadow service (its thing set, SyncShadow
+    // flags, memory re-read from the store) and the discovery directory.
+    {
+        let (cfg, sh) = (config.clone(), shadows.clone());
+        let disc = discovery.as_ref().map(|d| d.0.clone());
+        applier.on_group_applied(Rc::new(move |g: &Group| {
+            sh.set_things(&shadow_things(&cfg, g));
+            if let Some(d) = &disc {
+                d.set_group(&cfg, g);
+            }
+        }));
+    }
     let _rotation = ex.spawn(rotate_server_cert(
         core.config.clone(),
         identity,
@@ -207,9 +257,10 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             broker::run_listener(hub.clone(), ex, listener, slot),
             discovery_listener,
         ),
-        shutdown.wait(),
+        future::or(runner.run(ex), shutdown.wait()),
     )
     .await;
+    runner.stop().await;
     if let Some(c) = &cloud {
         c.flush();
     }
@@ -354,5 +405,26 @@ async fn rotate_server_cert(
             }
             Err(e) => log::warn!("cannot re-issue the local MQTT server certificate: {e}"),
         }
+    }
+}
+
+/// GGShadowService calls from Lambda functions (issue 12 seam → issue 9 service): the answer's
+/// body is the accepted document or AWS's `{code, message}` error document, which the SDK
+/// raises as `ShadowError`; a topic that is no shadow request is refused with 400.
+impl crate::lambda::shell::ShadowCalls for ShadowService {
+    fn call(
+        &self,
+        _caller_arn: &str,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, crate::lambda::shell::ShadowCallError> {
+        let Some((thing, op)) = crate::shadow::parse_request_topic(topic) else {
+            return Err(crate::lambda::shell::ShadowCallError {
+                code: 400,
+                message: format!("{topic:?} is not a shadow request topic ($aws/things/<thing>/shadow/get|update|delete)"),
+            });
+        };
+        let (_suffix, body) = self.request(thing, op, payload);
+        Ok(body.to_vec())
     }
 }

@@ -98,6 +98,10 @@ pub fn check(root: &Path) -> Report {
         Ok((g, w)) => {
             report.warnings.extend(w);
             report.errors.extend(g.validate_against(&config));
+            let (errors, warnings) =
+                crate::lambda::runtime::check_group(&g, &group_file, &config.write_dir);
+            report.errors.extend(errors);
+            report.warnings.extend(warnings);
             g
         }
         Err(e) => {

@@ -41,6 +41,8 @@ pub mod demo;
 pub mod deploy;
 /// The local Discovery API (issue 11): sans-IO `respond` + the async `server`.
 pub mod discovery;
+pub mod ipc;
+pub mod lambda;
 pub mod logging;
 pub mod pki;
 pub mod status;

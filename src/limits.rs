@@ -353,3 +353,56 @@ pub const DISCOVERY_MAX_METADATA_BYTES: usize = 256;
 
 /// Discovery: longest `hostAddress`, bytes (a DNS name's limit, RFC 1035 §2.3.4).
 pub const DISCOVERY_MAX_HOST_BYTES: usize = 253;
+
+// ---- Lambda runner and IPC (issue 12) ----
+
+/// IPC: headers in one request (the SDKs send fewer than 10; httparse needs a fixed array).
+pub const IPC_MAX_HEADERS: usize = 32;
+
+/// IPC: request line + headers, bytes (the SDKs' requests are well under 1 KiB; the client
+/// context header is base64 of a small JSON object).
+pub const IPC_MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// IPC: request bodies, bytes: a payload is capped like a local message (128 KiB), plus room
+/// for a handled error's JSON wrapper.
+pub const IPC_MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES + 1024;
+
+/// IPC: open connections at once (each worker keeps one or two; invokers add one each).
+pub const IPC_MAX_CONNECTIONS: usize = 256;
+
+/// Invocations waiting for a worker, per function (Greengrass keeps a bounded queue per
+/// function; full → dropped and counted, `Unhandled` to a RequestResponse invoker).
+pub const FUNCTION_QUEUE_DEPTH: usize = 64;
+
+/// Invocations in flight (queued, running, or finished and not yet fetched) over all functions.
+pub const MAX_INVOCATIONS: usize = 1024;
+
+/// A RequestResponse result nobody fetched is forgotten after this long, seconds.
+pub const RESULT_KEEP_SECS: u64 = 60;
+
+/// An idle on-demand worker is stopped after this long, seconds (Greengrass keeps them warm
+/// for tens of seconds; issue 12: at least 30 s).
+pub const ON_DEMAND_IDLE_SECS: u64 = 60;
+
+/// A new on-demand worker must ask for work within this long, seconds, else it is killed (a
+/// Python worker imports its handler first; on a Pi Zero that takes a few seconds). Pinned
+/// workers have no such limit: their module code may run for ever (seed-B §2.4).
+pub const WORKER_START_TIMEOUT_SECS: u64 = 60;
+
+/// Restart backoff of a pinned function after a crash or timeout: from 1 s, doubling, at most
+/// 10 s (issue 12 §3).
+pub const PINNED_RESTART_MIN_MS: u64 = 1_000;
+pub const PINNED_RESTART_MAX_MS: u64 = 10_000;
+
+/// On shutdown, workers get this long after SIGTERM before SIGKILL.
+pub const WORKER_STOP_GRACE_MS: u64 = 500;
+
+/// Bytes of one worker output line written to the function's log; the rest of the line is cut.
+pub const WORKER_LOG_LINE_BYTES: usize = MAX_LOG_LINE_BYTES;
+
+/// A busy `ggDaemonPort` is tried again this often, seconds (functions cannot reach the core
+/// meanwhile; the broker and the cloud link work on).
+pub const IPC_REBIND_SECS: u64 = 10;
+
+/// Payload bytes held by queued, running and unfetched invocations over all functions.
+pub const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;

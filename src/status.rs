@@ -249,18 +249,29 @@ pub fn render(v: &Value) -> String {
     };
     for (k, val) in fields {
         let line = match val {
-            Value::Object(inner) => inner
-                .iter()
-                .map(|(ik, iv)| format!("{ik} {}", scalar(iv)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            Value::Object(inner) => pairs(inner),
             Value::Array(items) if items.is_empty() => "(none)".to_string(),
+            // A list of records (e.g. `functions`): one indented line each.
+            Value::Array(items) if items.iter().all(|i| i.as_object().is_some()) => items
+                .iter()
+                .filter_map(Value::as_object)
+                .map(|o| format!("\n  {}", pairs(o)))
+                .collect(),
             Value::Array(items) => items.iter().map(scalar).collect::<Vec<_>>().join(", "),
             other => scalar(other),
         };
-        out.push_str(&format!("{k}: {line}\n"));
+        let sep = if line.starts_with('\n') { ":" } else { ": " };
+        out.push_str(&format!("{k}{sep}{line}\n"));
     }
     out
+}
+
+fn pairs(inner: &[(String, Value)]) -> String {
+    inner
+        .iter()
+        .map(|(ik, iv)| format!("{ik} {}", scalar(iv)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn scalar(v: &Value) -> String {
@@ -291,10 +302,17 @@ mod tests {
                 obj(vec![("state", Value::String("offline".into()))]),
             ),
             ("empty", Value::Array(vec![])),
+            (
+                "functions",
+                Value::Array(vec![obj(vec![
+                    ("arn", Value::String("f".into())),
+                    ("workers", int(1)),
+                ])]),
+            ),
         ]);
         assert_eq!(
             render(&v),
-            "pid: 7\ndevices: A, B\ndrops: queue_full 3, oversize 0\ncloud: state offline\nempty: (none)\n"
+            "pid: 7\ndevices: A, B\ndrops: queue_full 3, oversize 0\ncloud: state offline\nempty: (none)\nfunctions:\n  arn f, workers 1\n"
         );
     }
 }

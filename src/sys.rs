@@ -269,6 +269,54 @@ pub fn interface_addrs() -> io::Result<Vec<IpAddr>> {
     Ok(addrs)
 }
 
+/// `geteuid(2)`.
+pub fn euid() -> u32 {
+    // SAFETY: no pointers; cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `getegid(2)`.
+pub fn egid() -> u32 {
+    // SAFETY: no pointers; cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// Makes a Lambda worker die with the daemon: in the child, after std has switched uid/gid
+/// (a credential change clears the setting, so it must come after), `prctl(PR_SET_PDEATHSIG,
+/// SIGKILL)`; if the daemon already died in between, the child exits at once.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as i32;
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `sig` to the process group `pgid` (a worker leads its own group).
+pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    kill(-pgid, sig)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

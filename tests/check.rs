@@ -418,3 +418,22 @@ fn guide_examples() {
     );
     assert!(out.contains("crypto.principals.IoTCertificate.privateKeyPath: found \"pkcs11:object=core-private-key-label;type=private\": PKCS#11 (HSM) keys are not supported by sprig yet"), "{out}");
 }
+
+#[test]
+fn functions_sprig_cannot_run_are_named() {
+    let root = Root::new();
+    root.config(OFFLINE);
+    let arn = "arn:aws:lambda:us-east-1:1:function:f:1";
+    root.group(format!(
+        r#"{{"FunctionDefinitionVersion":{{"Functions":[{{"Id":"f","FunctionArn":"{arn}","FunctionConfiguration":{{"Runtime":"python3.8","Handler":"m.h","MemorySize":16384,"Environment":{{"Execution":{{"IsolationMode":"GreengrassContainer"}}}}}}}}]}}}}"#
+    ));
+    assert_fails(&root, "needs the `containers` feature");
+    root.group(format!(
+        r#"{{"FunctionDefinitionVersion":{{"DefaultConfig":{{"Execution":{{"IsolationMode":"NoContainer"}}}},"Functions":[{{"Id":"f","FunctionArn":"{arn}","FunctionConfiguration":{{"Runtime":"java8","Handler":"m.h"}}}}]}}}}"#
+    ));
+    let out = assert_fails(&root, "runtime java8 is not supported by sprig");
+    assert!(
+        out.contains("warning:") && out.contains("the code of function"),
+        "{out}"
+    );
+}

@@ -43,6 +43,7 @@ fn other_targets_reproducers() {
     replay("jobs_message", oracles::jobs_message);
     replay("shadow_request", oracles::shadow_requests);
     replay("discovery_request", oracles::discovery_request);
+    replay("ipc_request", oracles::ipc_request);
 }
 
 /// A fuzz target's name and its oracle.
@@ -64,6 +65,7 @@ fn seeds_pass_the_oracles() {
         ("jobs_message", oracles::jobs_message),
         ("shadow_request", oracles::shadow_requests),
         ("discovery_request", oracles::discovery_request),
+        ("ipc_request", oracles::ipc_request),
     ];
     for &(target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();

@@ -8,7 +8,7 @@
 mod cloud_peer;
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -31,22 +31,9 @@ struct Rig {
 /// shadow (and the light about its own: the requests are routed by topic, any thing's shadow);
 /// the observer (the guide's GG_Car_Aggregator Lambda, here a device) gets `update/documents`.
 fn group_json(l: &Dev, s: &Dev, o: &Dev) -> String {
-    let sh = "GGShadowService".to_string();
-    let mut subs = Vec::new();
-    for d in [l, s] {
-        subs.push((
-            d.thing_arn(),
-            "$aws/things/+/shadow/+".to_string(),
-            sh.clone(),
-        ));
-        subs.push((
-            sh.clone(),
-            "$aws/things/+/shadow/#".to_string(),
-            d.thing_arn(),
-        ));
-    }
+    let mut subs = shadow_service_subs(&[l, s]);
     subs.push((
-        sh.clone(),
+        "GGShadowService".to_string(),
         format!("$aws/things/{LIGHT}/shadow/update/documents"),
         o.thing_arn(),
     ));
@@ -62,14 +49,15 @@ fn rig(label: &str) -> Rig {
 fn rig_with(label: &str, prepare: impl FnOnce(&TestRoot, [&Dev; 3])) -> Rig {
     let root = TestRoot::new(label);
     let ca = root.certs().join("group-ca.pem");
-    let devdir = root.dir.path().join("devices");
-    std::fs::create_dir_all(&devdir).unwrap();
-    let light = make_device(&devdir, LIGHT);
-    let switch = make_device(&devdir, SWITCH);
-    let observer = make_device(&devdir, OBSERVER);
+    let mut devs = root.make_devices(&[LIGHT, SWITCH, OBSERVER]).into_iter();
+    let (light, switch, observer) = (
+        devs.next().unwrap(),
+        devs.next().unwrap(),
+        devs.next().unwrap(),
+    );
     root.write_group(&group_json(&light, &switch, &observer));
     prepare(&root, [&light, &switch, &observer]);
-    let daemon = start(&root);
+    let daemon = root.start_ready();
     Rig {
         root,
         daemon,
@@ -80,20 +68,9 @@ fn rig_with(label: &str, prepare: impl FnOnce(&TestRoot, [&Dev; 3])) -> Rig {
     }
 }
 
-fn start(root: &TestRoot) -> Daemon {
-    let daemon = root.start();
-    assert!(
-        wait_until(PATIENCE, || status_json(root).is_some()),
-        "daemon did not come up:\n{}",
-        daemon.output()
-    );
-    daemon
-}
-
 fn cmd(rig: &Rig, dev: &Dev, what: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/shadow_device.py"))
-        .arg(what)
+    let mut c = py_script("shadow_device.py");
+    c.arg(what)
         .arg(rig.root.mqtt_port.to_string())
         .arg(&rig.ca)
         .arg(&dev.cert)
@@ -170,11 +147,7 @@ fn raw_as(
 }
 
 fn replies(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("reply "))
-        .filter_map(|l| l.split_once(' '))
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    shadow_replies(text)
 }
 
 fn json_str(s: &str) -> String {
@@ -408,7 +381,7 @@ fn restart_and_kill_9_in_a_burst_never_take_a_version_back() {
     // A clean restart keeps the shadow: the next update is version 4.
     rig.daemon.signal(libc::SIGTERM);
     assert!(rig.daemon.wait_exit(PATIENCE).is_some());
-    rig.daemon = start(&rig.root);
+    rig.daemon = rig.root.start_ready();
     let r = raw(&rig, &[("update", &upd(3))]);
     assert!(r[0].1.contains(r#""version":4"#), "{r:?}");
 
@@ -442,7 +415,7 @@ fn restart_and_kill_9_in_a_burst_never_take_a_version_back() {
         .unwrap();
     // Back up: the shadow reads, its version is at least the last one acknowledged, and its
     // state is the one that version wrote (update number v-1 set seq v-1).
-    rig.daemon = start(&rig.root);
+    rig.daemon = rig.root.start_ready();
     let r = raw(&rig, &[("get", r#"{"clientToken":"after"}"#)]);
     assert_eq!(r[0].0, "get/accepted", "{r:?}");
     let v = int_field(&r[0].1, "version").unwrap();
@@ -469,9 +442,7 @@ fn restart_and_kill_9_in_a_burst_never_take_a_version_back() {
 #[test]
 fn a_damaged_shadow_file_is_set_aside_and_the_core_starts() {
     let root = TestRoot::new("shadow-corrupt");
-    let devdir = root.dir.path().join("devices");
-    std::fs::create_dir_all(&devdir).unwrap();
-    let light = make_device(&devdir, LIGHT);
+    let light = root.make_devices(&[LIGHT]).remove(0);
     root.write_group(&group_json_with(
         &[&light],
         &[] as &[(String, String, String)],
@@ -479,7 +450,7 @@ fn a_damaged_shadow_file_is_set_aside_and_the_core_starts() {
     let dir = root.write_dir().join("ggc/var/state/shadows");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{LIGHT}.json")), b"{\"version\":3,\"del").unwrap();
-    let daemon = start(&root);
+    let daemon = root.start_ready();
     assert!(dir.join(format!("{LIGHT}.json.corrupt")).exists());
     assert!(
         wait_until(PATIENCE, || log_text(&root, &daemon).contains("is damaged")),
@@ -498,9 +469,8 @@ fn sync_with_the_cloud_shadow_converges_after_an_outage_without_echo() {
     cloud_peer::certs(&cloud.0);
     let mut mosq = Mosquitto::start(&cloud);
     let console = cloud.path("console.txt");
-    let mut svc = Command::new(python());
-    svc.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/cloud_shadow.py"))
-        .arg(mosq.port.to_string())
+    let mut svc = py_script("cloud_shadow.py");
+    svc.arg(mosq.port.to_string())
         .arg(cloud.path("ca.pem"))
         .arg(cloud.path("cloudclient.pem"))
         .arg(cloud.path("cloudclient.key"))

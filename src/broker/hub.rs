@@ -28,6 +28,12 @@ pub trait CloudSink {
 /// message was not taken (the sink counts and logs why; the hub counts the refusal too).
 pub trait LocalSink {
     fn deliver(&self, target: &Endpoint, source: &Endpoint, topic: &str, payload: &Bytes) -> bool;
+
+    /// Whether `target` could take one more message now (for a publish with
+    /// `queueFullPolicy: AllOrError`). Default: yes.
+    fn has_room(&self, _target: &Endpoint) -> bool {
+        true
+    }
 }
 
 /// Counters of the local message path, reported by `sprig status`.
@@ -286,6 +292,30 @@ impl Hub {
         let mut v: Vec<String> = self.sessions.borrow().keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// True when every target `topic` from `source` routes to could take one more message now
+    /// (device outboxes, local sinks; the cloud spool always takes one by dropping its oldest).
+    /// For `queueFullPolicy: AllOrError` publishes from Lambda functions.
+    pub fn targets_have_room(&self, source: &Endpoint, topic: &str) -> bool {
+        let mut scratch = Vec::new();
+        let router = self.router.get();
+        router.route_from(source, topic, &mut scratch);
+        scratch.iter().all(|&t| match router.endpoint(t) {
+            Some(Endpoint::Device(name)) => self.sessions.borrow().get(name).is_none_or(|ob| {
+                ob.frames.borrow().len() < limits::SESSION_OUTBOUND_MESSAGES
+                    && ob.bytes.get() < limits::SESSION_OUTBOUND_BYTES
+            }),
+            Some(t @ Endpoint::Function(_)) => {
+                let sink = self.functions.borrow().clone();
+                sink.is_none_or(|s| s.has_room(t))
+            }
+            Some(t @ Endpoint::ShadowService) => {
+                let sink = self.shadow.borrow().clone();
+                sink.is_none_or(|s| s.has_room(t))
+            }
+            _ => true,
+        })
     }
 
     /// Routes one work item to its targets (the dispatcher's step).

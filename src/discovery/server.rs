@@ -57,6 +57,26 @@ fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
 
+/// Certificate id → thing name for every member of the group: its devices, its cores and
+/// config.json's core.
+fn members_of(config: &Config, group: &Group) -> HashMap<String, String> {
+    let mut members = HashMap::new();
+    for d in &group.devices {
+        members.insert(d.certificate_id.clone(), d.thing_name.clone());
+    }
+    for c in &group.cores {
+        let cert = c.certificate_arn.rsplit_once("cert/").map(|x| x.1);
+        let thing = c.thing_arn.rsplit_once("thing/").map(|x| x.1);
+        if let (Some(cert), Some(thing)) = (cert, thing) {
+            members.insert(cert.to_string(), thing.to_string());
+        }
+    }
+    if let Some(cert) = core_certificate_id(config) {
+        members.insert(cert, config.core_thing.thing_name.clone());
+    }
+    members
+}
+
 /// The endpoint's state: what replies tell, and the counters.
 pub struct Discovery {
     pub port: u16,
@@ -78,20 +98,6 @@ impl Discovery {
                 log::warn!("group.json GroupId {id:?} is not safe in a file name; devices get a derived id instead");
             }
         }
-        let mut members = HashMap::new();
-        for d in &group.devices {
-            members.insert(d.certificate_id.clone(), d.thing_name.clone());
-        }
-        for c in &group.cores {
-            let cert = c.certificate_arn.rsplit_once("cert/").map(|x| x.1);
-            let thing = c.thing_arn.rsplit_once("thing/").map(|x| x.1);
-            if let (Some(cert), Some(thing)) = (cert, thing) {
-                members.insert(cert.to_string(), thing.to_string());
-            }
-        }
-        if let Some(cert) = core_certificate_id(config) {
-            members.insert(cert, thing_name.clone());
-        }
         let auto_port = config
             .sprig
             .connectivity
@@ -102,7 +108,7 @@ impl Discovery {
             core_thing_arn: config.core_thing.thing_arn.clone(),
             connectivity: config.sprig.connectivity.clone(),
             cas: cas_for(config, identity),
-            members,
+            members: members_of(config, group),
         };
         Discovery {
             port: config.sprig.discovery_port,
@@ -110,6 +116,20 @@ impl Discovery {
             auto_port,
             stats: DiscoveryStats::default(),
         }
+    }
+
+    /// A deployment was applied (or `sprig reset` emptied the group): devices added are
+    /// served from now on, devices removed are refused (403), the group id follows group.json.
+    /// The CA, connectivity and server certificate do not depend on the group and are kept.
+    pub fn set_group(&self, config: &Config, group: &Group) {
+        let mut d = self.directory.borrow_mut();
+        d.members = members_of(config, group);
+        d.group_id = group_id_for(group.group_id.as_deref(), &config.core_thing.thing_name);
+        log::info!(
+            "discovery: group applied: {} members (group id {})",
+            d.members.len(),
+            d.group_id
+        );
     }
 
     /// The `discovery` section of `sprig status`.

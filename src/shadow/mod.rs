@@ -310,6 +310,17 @@ fn read_request(payload: &[u8], op: ShadowOp) -> Result<Request, (Rejection, Opt
 
 const NESTING: &str = "JSON contains too many levels of nesting; maximum is 6";
 
+/// What [`Shadows::set_things`] changed, each list sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Retarget {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Things that sync now and did not (new ones with SyncShadow included).
+    pub sync_started: Vec<String>,
+    /// Things that synced and no longer do (removed ones included).
+    pub sync_stopped: Vec<String>,
+}
+
 /// Every shadow of the group, in memory (the store on disk mirrors it).
 #[derive(Debug, Default)]
 pub struct Shadows {
@@ -364,6 +375,55 @@ impl Shadows {
             self.map.values().filter(|s| !s.deleted).count(),
             self.total_bytes,
         )
+    }
+
+    /// Takes a new set of things (a deployment applied in the running core): things no longer
+    /// in it lose their shadow in memory (no longer served, no longer counted against the
+    /// store limit); SyncShadow flags follow the new set. Says what changed.
+    pub fn set_things(&mut self, things: &[(String, bool)]) -> Retarget {
+        let new: HashMap<String, bool> = things.iter().cloned().collect();
+        let mut r = Retarget::default();
+        for (t, &was) in &self.things {
+            let now = new.get(t).copied();
+            if now.is_none() {
+                r.removed.push(t.clone());
+            }
+            if was && now != Some(true) {
+                r.sync_stopped.push(t.clone());
+            }
+        }
+        for (t, &now) in &new {
+            let was = self.things.get(t).copied();
+            if was.is_none() {
+                r.added.push(t.clone());
+            }
+            if now && was != Some(true) {
+                r.sync_started.push(t.clone());
+            }
+        }
+        for t in &r.removed {
+            self.map.remove(t);
+            self.account(t, 0);
+            self.bytes.remove(t);
+        }
+        self.things = new;
+        for v in [
+            &mut r.added,
+            &mut r.removed,
+            &mut r.sync_started,
+            &mut r.sync_stopped,
+        ] {
+            v.sort();
+        }
+        r
+    }
+
+    /// Forgets every shadow held in memory (the store was emptied: `sprig reset`, or it is
+    /// about to be read again); the set of things stays.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.bytes.clear();
+        self.total_bytes = 0;
     }
 
     /// Takes a shadow read from the store (start-up). Things not in the group are ignored.

@@ -6,7 +6,7 @@
 //! message. A full queue drops the reply and counts it (`replies_dropped`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -60,35 +60,97 @@ pub struct ShadowService {
     cloud: RefCell<Option<Rc<dyn CloudPort>>>,
     /// Cloud-bound sync messages the cloud link refused (spool full).
     sync_dropped: Cell<u64>,
+    /// The things whose shadow topics the cloud link subscribed to when it started
+    /// ([`ShadowService::pin_cloud_things`]); `None` before (or without a cloud link).
+    sync_allowed: RefCell<Option<BTreeSet<String>>>,
 }
 
 impl ShadowService {
     /// Opens the store under `write_dir` and loads the shadows of `things` ((thing name,
     /// SyncShadow) for the core and each device).
     pub fn open(write_dir: &Path, things: &[(String, bool)], queue: QueueHandle) -> Rc<Self> {
-        let store = store::Store::new(write_dir);
-        let mut shadows = Shadows::new(things, limits::SHADOW_STORE_MAX_BYTES);
-        let mut kept = 0;
-        for (thing, s, n) in store.load_all() {
-            if shadows.load(&thing, s, n) {
-                kept += 1;
-            }
-        }
-        let (live, bytes) = shadows.usage();
-        log::info!(
-            "shadows: {kept} loaded from {} ({live} live, {bytes} bytes; {} things may have one)",
-            store.dir().display(),
-            things.len()
-        );
-        Rc::new(ShadowService {
-            shadows: RefCell::new(shadows),
-            store,
+        let svc = Rc::new(ShadowService {
+            shadows: RefCell::new(Shadows::new(things, limits::SHADOW_STORE_MAX_BYTES)),
+            store: store::Store::new(write_dir),
             queue,
             stats: ShadowStats::default(),
             sync: RefCell::new(SyncEngine::default()),
             cloud: RefCell::new(None),
             sync_dropped: Cell::new(0),
-        })
+            sync_allowed: RefCell::new(None),
+        });
+        let kept = svc.reload();
+        let (live, bytes) = svc.shadows.borrow().usage();
+        log::info!(
+            "shadows: {kept} loaded from {} ({live} live, {bytes} bytes; {} things may have one)",
+            svc.store.dir().display(),
+            things.len()
+        );
+        svc
+    }
+
+    /// Reads the store again: the shadows in memory become exactly the files of the things
+    /// served (none after `sprig reset` removed the directory). Returns how many were loaded.
+    fn reload(&self) -> usize {
+        let mut sh = self.shadows.borrow_mut();
+        sh.clear();
+        let mut kept = 0;
+        for (thing, s, n) in self.store.load_all() {
+            if sh.load(&thing, s, n) {
+                kept += 1;
+            }
+        }
+        kept
+    }
+
+    /// Called once the cloud link's filters are fixed (it subscribes only when it starts):
+    /// from then on only the things syncing now may sync; a deployment that sets SyncShadow on
+    /// another thing takes effect at the next start (logged).
+    pub fn pin_cloud_things(&self) {
+        *self.sync_allowed.borrow_mut() = Some(self.synced_things().into_iter().collect());
+    }
+
+    /// A deployment was applied (or `sprig reset` emptied the group): `things` is the new
+    /// (thing name, SyncShadow) set. Things that left lose their shadow in memory (their file
+    /// stays: a Greengrass core keeps its shadow database across deployments, only a reset
+    /// removes it; a thing that rejoins finds its shadow again); new things are served at once;
+    /// the shadows in memory are read again from the store (so a reset's removal shows);
+    /// SyncShadow changes start or stop the cloud sync of a thing.
+    pub fn set_things(&self, things: &[(String, bool)]) {
+        let things: Vec<(String, bool)> = {
+            let allowed = self.sync_allowed.borrow();
+            things
+                .iter()
+                .map(|(t, sync)| {
+                    let ok = !*sync || allowed.as_ref().is_none_or(|a| a.contains(t));
+                    if !ok {
+                        log::warn!("shadows: SyncShadow of {t} takes effect at the next start: the cloud link subscribes to shadow topics only when it starts; until then its shadow is local only");
+                    }
+                    (t.clone(), *sync && ok)
+                })
+                .collect()
+        };
+        let r = self.shadows.borrow_mut().set_things(&things);
+        for t in &r.removed {
+            log::info!("shadows: {t} left the group: its shadow is no longer served (the file stays until `sprig reset`; it is served again if {t} rejoins)");
+        }
+        let kept = self.reload();
+        for t in &r.sync_stopped {
+            self.sync.borrow_mut().thing_stopped(t);
+            log::info!("shadow sync: {t} no longer syncs with the cloud");
+        }
+        for t in &r.sync_started {
+            log::info!("shadow sync: {t} now syncs with the cloud");
+            let steps = self.sync.borrow_mut().thing_started(t);
+            self.run_steps(steps);
+        }
+        let (live, bytes) = self.shadows.borrow().usage();
+        log::info!(
+            "shadows: group applied: {} things may have a shadow ({} added, {} removed); {kept} read from the store ({live} live, {bytes} bytes)",
+            things.len(),
+            r.added.len(),
+            r.removed.len()
+        );
     }
 
     /// The things whose shadows sync with the cloud, sorted.
@@ -444,6 +506,83 @@ mod tests {
         );
         let (_, body) = again.request("light", ShadowOp::Get, b"");
         assert!(body.windows(11).any(|w| w == br#""version":4"#), "{body:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_thing_set_serves_new_things_forgets_removed_ones_and_rereads_the_store() {
+        let dir = tmp("retarget");
+        let q = SharedQueue::new(64, 1 << 20);
+        let svc = ShadowService::open(&dir, &[("core".into(), false)], q.clone());
+        let up = |t: &str| {
+            svc.request(t, ShadowOp::Update, br#"{"state":{"reported":{"on":1}}}"#)
+                .0
+        };
+        let get = |t: &str| svc.request(t, ShadowOp::Get, b"");
+        assert_eq!(up("dev"), "update/rejected", "not in the group yet");
+        assert_eq!(up("core"), "update/accepted");
+        // A deployment adds dev.
+        svc.set_things(&[("core".into(), false), ("dev".into(), false)]);
+        assert_eq!(up("dev"), "update/accepted");
+        assert_eq!(svc.shadows.borrow().usage().0, 2);
+        // One removes it: 404 Thing not found, no longer counted; the file stays.
+        svc.set_things(&[("core".into(), false)]);
+        let (suffix, body) = get("dev");
+        assert_eq!(suffix, "get/rejected");
+        assert!(body.starts_with(br#"{"code":404,"message":"Thing not found""#));
+        assert_eq!(svc.shadows.borrow().usage().0, 1);
+        assert!(store::shadow_dir(&dir).join("dev.json").exists());
+        // Rejoining brings the stored shadow back.
+        svc.set_things(&[("core".into(), false), ("dev".into(), false)]);
+        assert_eq!(get("dev").0, "get/accepted");
+        // `sprig reset` removes the directory, then the empty group is applied: nothing is
+        // left in memory.
+        std::fs::remove_dir_all(store::shadow_dir(&dir)).unwrap();
+        svc.set_things(&[("core".into(), false)]);
+        let (suffix, body) = get("core");
+        assert_eq!(suffix, "get/rejected");
+        assert!(body.starts_with(br#"{"code":404,"message":"No shadow exists with name: 'core'""#));
+        assert_eq!(svc.shadows.borrow().usage(), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    struct Port(RefCell<Vec<String>>);
+    impl CloudPort for Port {
+        fn send(&self, topic: &str, _payload: Bytes) -> bool {
+            self.0.borrow_mut().push(topic.to_string());
+            true
+        }
+        fn connected(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn sync_follows_syncshadow_only_for_things_the_cloud_link_subscribed_at_start() {
+        let dir = tmp("resync");
+        let svc = ShadowService::open(
+            &dir,
+            &[("a".into(), true), ("b".into(), false)],
+            SharedQueue::new(64, 1 << 20),
+        );
+        svc.pin_cloud_things();
+        let port = Rc::new(Port(RefCell::new(Vec::new())));
+        *svc.cloud.borrow_mut() = Some(port.clone());
+        let steps = {
+            let sh = svc.shadows.borrow();
+            svc.sync.borrow_mut().link_up(&sh, 1)
+        };
+        svc.run_steps(steps);
+        assert_eq!(*port.0.borrow(), vec!["$aws/things/a/shadow/get"]);
+        // b asks to sync: its topics were not subscribed, so it stays local; a stops.
+        svc.set_things(&[("a".into(), false), ("b".into(), true)]);
+        assert!(svc.synced_things().is_empty());
+        assert!(!svc.takes_cloud_topic("$aws/things/a/shadow/get/accepted"));
+        // a syncs again: reconciled at once with a get (the link is up).
+        svc.set_things(&[("a".into(), true), ("b".into(), true)]);
+        assert_eq!(svc.synced_things(), vec!["a".to_string()]);
+        assert_eq!(port.0.borrow().len(), 2);
+        assert_eq!(port.0.borrow()[1], "$aws/things/a/shadow/get");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

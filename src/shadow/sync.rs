@@ -90,6 +90,8 @@ pub struct SyncEngine {
     seq: u64,
     /// At most one entry per synced thing.
     waiting: HashMap<String, Waiting>,
+    /// The tick of the last `link_up` or `tick` call (the time of a `get` sent in between).
+    last_tick: u64,
     pub stats: SyncStats,
 }
 
@@ -209,6 +211,7 @@ impl SyncEngine {
     /// The link came up: reconcile every synced thing with a `get`.
     pub fn link_up(&mut self, shadows: &Shadows, tick: u64) -> Vec<Step> {
         self.up = true;
+        self.last_tick = tick;
         self.waiting.clear();
         shadows
             .synced_things()
@@ -224,6 +227,7 @@ impl SyncEngine {
 
     /// Re-sends `get`s unanswered for `timeout` ticks (system.shadowSyncTimeout).
     pub fn tick(&mut self, tick: u64, timeout: u64) -> Vec<Step> {
+        self.last_tick = tick;
         if !self.up {
             return Vec::new();
         }
@@ -242,6 +246,20 @@ impl SyncEngine {
                 self.get(&t, tick)
             })
             .collect()
+    }
+
+    /// `thing` started syncing while the core runs (a deployment set its SyncShadow): with
+    /// the link up it is reconciled now, else at the next link-up like the others.
+    pub fn thing_started(&mut self, thing: &str) -> Vec<Step> {
+        if !self.up {
+            return Vec::new();
+        }
+        vec![self.get(thing, self.last_tick)]
+    }
+
+    /// `thing` no longer syncs (or left the group): nothing more is awaited for it.
+    pub fn thing_stopped(&mut self, thing: &str) {
+        self.waiting.remove(thing);
     }
 
     /// A local change to a synced shadow was stored (dirty): send it now if the link is up

@@ -605,3 +605,42 @@ mod sync_engine {
         }
     }
 }
+
+#[test]
+fn set_things_says_what_changed_and_drops_removed_shadows_from_the_budget() {
+    let mut s = Shadows::new(
+        &[("a".into(), true), ("b".into(), false), ("c".into(), true)],
+        1 << 20,
+    );
+    for t in ["a", "b"] {
+        assert_eq!(
+            code(&run(
+                &mut s,
+                t,
+                ShadowOp::Update,
+                r#"{"state":{"reported":{"x":1}}}"#,
+                5
+            )),
+            0
+        );
+    }
+    let (_, before) = s.usage();
+    let r = s.set_things(&[("a".into(), false), ("c".into(), true), ("d".into(), true)]);
+    assert_eq!(
+        r,
+        Retarget {
+            added: vec!["d".into()],
+            removed: vec!["b".into()],
+            sync_started: vec!["d".into()],
+            sync_stopped: vec!["a".into()],
+        }
+    );
+    assert_eq!(s.usage().0, 1, "b's shadow left memory");
+    assert!(s.usage().1 < before);
+    assert_eq!(code(&run(&mut s, "b", ShadowOp::Get, "", 6)), 404);
+    assert_eq!(s.synced_things(), vec!["c".to_string(), "d".to_string()]);
+    assert!(!s.syncs("a"));
+    s.clear();
+    assert_eq!(s.usage(), (0, 0));
+    assert!(s.serves("a"), "clear keeps the thing set");
+}

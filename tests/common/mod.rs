@@ -662,6 +662,27 @@ pub fn log_text(root: &TestRoot, daemon: &Daemon) -> String {
     s
 }
 
+/// Subscriptions that let each of `devs` send shadow requests for any thing to
+/// GGShadowService and receive every shadow reply.
+pub fn shadow_service_subs(devs: &[&Dev]) -> Vec<(String, String, String)> {
+    let sh = "GGShadowService".to_string();
+    let mut subs = Vec::new();
+    for d in devs {
+        subs.push((d.thing_arn(), "$aws/things/+/shadow/+".into(), sh.clone()));
+        subs.push((sh.clone(), "$aws/things/+/shadow/#".into(), d.thing_arn()));
+    }
+    subs
+}
+
+/// The `reply SUFFIX BODY` lines of tests/py/shadow_device.py as (suffix, body).
+pub fn shadow_replies(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("reply "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
 /// A group.json holding `devices` and one subscription per `(Source, Subject, Target)`, with
 /// Ids `s0`, `s1`, ... in order.
 pub fn group_json_with<S: AsRef<str>>(devices: &[&Dev], subs: &[(S, S, S)]) -> String {

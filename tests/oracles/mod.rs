@@ -364,3 +364,27 @@ pub fn discovery_request(data: &[u8]) {
         );
     }
 }
+
+/// One IPC request (any bytes): parsing never panics; a parsed request used only the bytes it
+/// says, parses the same from exactly those bytes, names a function ARN and has a bounded
+/// body; a refusal is a 4xx; a client context never panics its decoder.
+pub fn ipc_request(data: &[u8]) {
+    use sprig::ipc::{decode_context, parse, Parse};
+    use sprig::limits::IPC_MAX_BODY_BYTES;
+    match parse(data) {
+        Ok(Parse::Done(r, n)) => {
+            assert!(n <= data.len(), "used {n} of {} bytes", data.len());
+            assert!(r.body.len() <= IPC_MAX_BODY_BYTES);
+            assert!(r.arn.starts_with("arn:"), "{:?}", r.arn);
+            match parse(&data[..n]) {
+                Ok(Parse::Done(again, m)) => assert_eq!((again, m), (r.clone(), n)),
+                other => panic!("re-parse of the used bytes: {other:?}"),
+            }
+            if let Some(c) = &r.client_context {
+                let _ = decode_context(c);
+            }
+        }
+        Ok(Parse::Partial) => {}
+        Err(e) => assert!((400..500).contains(&e.status), "{e}"),
+    }
+}
