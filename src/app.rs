@@ -198,6 +198,24 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     }
     hub.set_function_sink(Rc::new(runner.clone()));
+    // Stream manager (issue 14): on when the group deploys GGStreamManager and the build has
+    // the feature. With STREAM_MANAGER_AUTHENTICATE_CLIENT true a client's token must be a
+    // running worker's (the runner gives each worker AWS_CONTAINER_AUTHORIZATION_TOKEN and
+    // STREAM_MANAGER_SERVER_PORT).
+    #[cfg(feature = "stream-manager")]
+    let streams = {
+        let r = runner.clone();
+        start_streams(
+            config,
+            &core.group,
+            &status,
+            Rc::new(move |t: &str| r.is_live_token(t)),
+        )?
+    };
+    #[cfg(not(feature = "stream-manager"))]
+    if core.group.system_function("GGStreamManager").is_some() {
+        log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
+    }
     // GGShadowService calls from functions go straight to the shadow service.
     runner.set_shadow(shadows.clone());
     let weak_hub = Rc::downgrade(&hub);
@@ -252,12 +270,21 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }
     };
 
+    #[cfg(feature = "stream-manager")]
+    let streams_run = async {
+        match &streams {
+            Some(s) => s.run(ex).await,
+            None => future::pending().await,
+        }
+    };
+    #[cfg(not(feature = "stream-manager"))]
+    let streams_run = future::pending::<()>();
     future::or(
         future::or(
             broker::run_listener(hub.clone(), ex, listener, slot),
             discovery_listener,
         ),
-        future::or(runner.run(ex), shutdown.wait()),
+        future::or(runner.run(ex), future::or(streams_run, shutdown.wait())),
     )
     .await;
     runner.stop().await;
@@ -267,6 +294,31 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     status.remove();
     log::info!("local MQTT broker stopped");
     Ok(())
+}
+
+/// Starts the stream manager when the group deploys `GGStreamManager`, with its status section.
+#[cfg(feature = "stream-manager")]
+fn start_streams(
+    config: &Config,
+    group: &Group,
+    status: &StatusBoard,
+    token_ok: crate::streams::TokenCheck,
+) -> Result<Option<crate::streams::StreamManager>, AppError> {
+    use crate::streams;
+    let settings = streams::Settings::from_group(
+        group,
+        &config.write_dir,
+        config.sprig.stream_store_max_bytes,
+    )
+    .map_err(|e| AppError::Startup(e.join("; ")))?;
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let sm = streams::start(settings, token_ok).map_err(AppError::Startup)?;
+    let (s1, s2) = (sm.clone(), sm.clone());
+    status.add_section("streams", Box::new(move || s1.status()));
+    status.add_section("stream_exports", Box::new(move || s2.export_status()));
+    Ok(Some(sm))
 }
 
 /// The shadow sync's view of the cloud link.

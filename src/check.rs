@@ -102,6 +102,7 @@ pub fn check(root: &Path) -> Report {
                 crate::lambda::runtime::check_group(&g, &group_file, &config.write_dir);
             report.errors.extend(errors);
             report.warnings.extend(warnings);
+            check_features(&config, &g, &mut report.errors);
             g
         }
         Err(e) => {
@@ -128,6 +129,29 @@ pub fn check(root: &Path) -> Report {
         }
     );
     report
+}
+
+/// System functions that need an optional part of sprig: present in this build, and set up
+/// right (the stream manager's environment).
+fn check_features(c: &Config, g: &Group, errors: &mut Vec<ConfigError>) {
+    let file = config::group_path(&c.write_dir);
+    let mut push = |message: String| {
+        errors.push(ConfigError {
+            file: file.clone(),
+            key: "FunctionDefinitionVersion".into(),
+            message,
+        })
+    };
+    #[cfg(feature = "stream-manager")]
+    if let Err(e) =
+        crate::streams::Settings::from_group(g, &c.write_dir, c.sprig.stream_store_max_bytes)
+    {
+        e.into_iter().for_each(&mut push);
+    }
+    #[cfg(not(feature = "stream-manager"))]
+    if g.system_function("GGStreamManager").is_some() {
+        push("the group deploys GGStreamManager (stream manager) but this sprig build lacks the stream-manager feature; use the full build or remove the function".into());
+    }
 }
 
 /// Every certificate and key config.json names must exist and hold PEM of the right kind.

@@ -46,5 +46,7 @@ pub mod lambda;
 pub mod logging;
 pub mod pki;
 pub mod status;
+#[cfg(feature = "stream-manager")]
+pub mod streams;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -229,6 +229,71 @@ pub const CLOUD_DNS_TIMEOUT_MS: u64 = 2_000;
 /// Cloud: rounds over the name servers in /etc/resolv.conf before a connect attempt fails.
 pub const CLOUD_DNS_ATTEMPTS: usize = 2;
 
+// Stream manager (issue 14, feature `stream-manager`): every bound of the stream server and
+// its store. Sources: seed-D §2 (the guide's stream manager chapter) and the stock client
+// (PyPI greengrasssdk 1.6.1, `stream_manager/`).
+
+/// Default `STREAM_MANAGER_SERVER_PORT` (seed-D §2.5: "8088").
+pub const DEFAULT_STREAM_MANAGER_PORT: u16 = 8088;
+
+/// Default `sprig.streamStoreMaxBytes`: bytes all streams together may hold (records with
+/// their 24-byte headers, File and Memory streams alike). sprig's own bound: the guide's
+/// per-stream default of 256 MB would fill a 128 MB router, so the whole store is capped.
+pub const DEFAULT_STREAM_STORE_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// Smallest and largest `sprig.streamStoreMaxBytes` accepted, bytes (the smallest is the
+/// client's smallest `maxSize`, 1024, times 64; the largest 16 GiB, an SD card's share).
+pub const MIN_STREAM_STORE_MAX_BYTES: u64 = 64 * 1024;
+pub const MAX_STREAM_STORE_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Streams at once (sprig's bound: each File stream holds one open segment file).
+pub const STREAM_MAX_STREAMS: usize = 64;
+
+/// Largest payload one `append_message` may carry, bytes (sprig's bound; the client allows
+/// frames up to 2^30, which a router cannot buffer). Bigger appends get RequestPayloadTooLarge.
+pub const STREAM_MAX_MESSAGE_BYTES: usize = 512 * 1024;
+
+/// Largest request frame read, bytes: one message of the largest size plus stream name,
+/// request id and CBOR overhead. A bigger frame is answered RequestPayloadTooLarge and the
+/// connection closed (its bytes are not buffered).
+pub const STREAM_MAX_FRAME_BYTES: usize = STREAM_MAX_MESSAGE_BYTES + 4096;
+
+/// Most payload bytes one ReadMessages response carries; at least one message is always sent
+/// (a message is at most `STREAM_MAX_MESSAGE_BYTES`). Fewer than `minMessageCount` fitting
+/// → ResponsePayloadTooLarge.
+pub const STREAM_MAX_READ_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Longest long-poll (`readTimeoutMillis`) a read may park for, ms: the client's own
+/// request_timeout default (60 s); longer values are shortened to this.
+pub const STREAM_MAX_READ_TIMEOUT_MS: u64 = 60_000;
+
+/// Reads one connection may have parked at once; more get InvalidRequest.
+pub const STREAM_MAX_PARKED_READS: usize = 16;
+
+/// Client connections at once (a Greengrass group has at most `MAX_GROUP_FUNCTIONS` Lambdas;
+/// the guide asks for one client per function). More are closed at accept and counted.
+pub const STREAM_MAX_CONNECTIONS: usize = 64;
+
+/// Sparse read index: one (sequence number, offset) entry per this many segment bytes, so the
+/// index costs 16 bytes per 16 KiB stored and a read scans at most this much before its start.
+pub const STREAM_INDEX_STRIDE_BYTES: u64 = 16 * 1024;
+
+/// How often expired segments (`timeToLiveMillis`) are looked for, seconds.
+pub const STREAM_TTL_CHECK_SECS: u64 = 10;
+
+/// HTTP export: largest response head read from the endpoint, bytes.
+pub const STREAM_EXPORT_MAX_RESPONSE_HEAD_BYTES: usize = 8 * 1024;
+
+/// HTTP export: one POST (connect, send, response) must finish within this, seconds.
+pub const STREAM_EXPORT_TIMEOUT_SECS: u64 = 10;
+
+/// HTTP export: retry back-off after a failed POST, first and longest, ms (doubles per failure;
+/// retries go on for ever at the longest interval: the data waits in the stream).
+pub const STREAM_EXPORT_BACKOFF_MIN_MS: u64 = 500;
+pub const STREAM_EXPORT_BACKOFF_MAX_MS: u64 = 30_000;
+
+/// HTTP export: default `batchSize` (the client's documented default 1 for HTTP; at most 500).
+pub const STREAM_EXPORT_DEFAULT_BATCH: u32 = 1;
+
 // deploy (issue 10: `sprig deploy`, hot apply, `sprig reset`)
 
 /// Deploy: total bytes of one function's unpacked code (a zip's entries or a directory's

@@ -44,6 +44,8 @@ fn other_targets_reproducers() {
     replay("shadow_request", oracles::shadow_requests);
     replay("discovery_request", oracles::discovery_request);
     replay("ipc_request", oracles::ipc_request);
+    #[cfg(feature = "stream-manager")]
+    replay("stream_frame", oracles::stream_frame);
 }
 
 /// A fuzz target's name and its oracle.
@@ -67,6 +69,8 @@ fn seeds_pass_the_oracles() {
         ("discovery_request", oracles::discovery_request),
         ("ipc_request", oracles::ipc_request),
     ];
+    #[cfg(feature = "stream-manager")]
+    let checks: &[Check] = &[checks, &[("stream_frame", oracles::stream_frame)]].concat();
     for &(target, check) in checks {
         let entries: Vec<_> = std::fs::read_dir(seeds.join(target)).unwrap().collect();
         assert!(!entries.is_empty(), "fuzz/seeds/{target} is empty");

@@ -113,6 +113,9 @@ pub struct SprigExtensions {
     pub max_connections: usize,
     /// Validity of the self-issued local MQTT server certificate, days (7–30, default 7).
     pub server_cert_validity_days: u32,
+    /// Stream manager: bytes all streams together may hold, on disk and in memory
+    /// (`streamStoreMaxBytes`, default [`crate::limits::DEFAULT_STREAM_STORE_MAX_BYTES`]).
+    pub stream_store_max_bytes: u64,
     /// `discoveryPort`: the local Discovery API's HTTPS port (default
     /// [`crate::limits::DEFAULT_DISCOVERY_PORT`]; 0 disables it).
     pub discovery_port: u16,
@@ -742,6 +745,7 @@ impl Default for SprigExtensions {
         SprigExtensions {
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             server_cert_validity_days: limits::DEFAULT_SERVER_CERT_VALIDITY_DAYS,
+            stream_store_max_bytes: limits::DEFAULT_STREAM_STORE_MAX_BYTES,
             discovery_port: limits::DEFAULT_DISCOVERY_PORT,
             discovery_port_set: false,
             connectivity: Vec::new(),
@@ -766,6 +770,16 @@ fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
     }
     if let Some(d) = o.int(r, "serverCertValidityDays", 7, 30, "days", false) {
         s.server_cert_validity_days = d as u32;
+    }
+    if let Some(n) = o.int(
+        r,
+        "streamStoreMaxBytes",
+        limits::MIN_STREAM_STORE_MAX_BYTES as i64,
+        limits::MAX_STREAM_STORE_MAX_BYTES as i64,
+        "bytes",
+        false,
+    ) {
+        s.stream_store_max_bytes = n as u64;
     }
     if let Some(p) = o.int(
         r,

@@ -34,6 +34,16 @@ pub fn plan_lines(group: &Group, write_dir: &Path) -> Vec<String> {
             Some("GGCloudSpooler") => {
                 format!("will run: function {} (GGCloudSpooler: sprig's own cloud spool)", f.id)
             }
+            #[cfg(feature = "stream-manager")]
+            Some("GGStreamManager") => format!(
+                "will run: function {} (GGStreamManager: sprig's own stream manager, 127.0.0.1)",
+                f.id
+            ),
+            #[cfg(not(feature = "stream-manager"))]
+            Some("GGStreamManager") => format!(
+                "will not run: function {} (GGStreamManager: this sprig build lacks the stream-manager feature)",
+                f.id
+            ),
             Some(other) => format!(
                 "will not run: function {} ({other}: this Greengrass system function is not built into sprig)",
                 f.id

@@ -168,6 +168,13 @@ impl Applier {
                 "deployment: GGCloudSpooler settings changed; they take effect at the next start"
             );
         }
+        let stream_manager = |g: &Group| {
+            g.system_function("GGStreamManager")
+                .map(|f| f.environment.clone())
+        };
+        if stream_manager(&old) != stream_manager(&group) {
+            log::warn!("deployment: GGStreamManager (stream manager) was added, removed or changed; that takes effect at the next start");
+        }
         if cloud_sourced(&old) != cloud_sourced(&group) {
             log::warn!("deployment: subscriptions from the cloud changed; the cloud link subscribes to them at the next start");
         }

@@ -35,6 +35,9 @@ pub struct CoreCtx {
     pub iot_mqtt_port: u16,
     pub gg_http_port: u16,
     pub keep_alive: u16,
+    /// `STREAM_MANAGER_SERVER_PORT` from the group's GGStreamManager (default 8088), so the
+    /// stream manager client's no-argument constructor finds the server.
+    pub stream_manager_port: u16,
     /// (http_proxy/https_proxy value, no_proxy value).
     pub proxy: Option<(String, String)>,
     /// The directory with the Python bootstrap and the modules the SDK imports.
@@ -68,6 +71,15 @@ impl CoreCtx {
             iot_mqtt_port: ct.iot_mqtt_port,
             gg_http_port: ct.gg_http_port,
             keep_alive: ct.keep_alive,
+            stream_manager_port: group
+                .system_function("GGStreamManager")
+                .and_then(|f| {
+                    f.environment
+                        .iter()
+                        .find(|(k, _)| k == "STREAM_MANAGER_SERVER_PORT")
+                })
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(crate::limits::DEFAULT_STREAM_MANAGER_PORT),
             proxy,
             python_runtime: python_runtime_dir(exe),
             path: std::env::var("PATH").unwrap_or_else(|_| {
@@ -430,7 +442,10 @@ pub fn launch(ctx: &CoreCtx, f: &Function, token: &str) -> Result<Launch, String
             format!("{}:{}", ctx.iot_host, ctx.iot_mqtt_port),
         ),
         ("GG_MQTT_KEEP_ALIVE", ctx.keep_alive.to_string()),
-        ("STREAM_MANAGER_SERVER_PORT", "8088".into()),
+        (
+            "STREAM_MANAGER_SERVER_PORT",
+            ctx.stream_manager_port.to_string(),
+        ),
         ("HOME", home),
         ("PATH", ctx.path.clone()),
     ];

@@ -210,6 +210,55 @@ pub fn proxy_reply(data: &[u8]) {
     }
 }
 
+/// `stream_frame`: bytes from a stream manager client, fed to one session (in two pieces, to
+/// cross frame boundaries) over a fresh store. The session never panics, never buffers more
+/// than one frame, and everything it sends back is whole frames (after the connect version
+/// byte) that the client's framing accepts; each frame the parser finds decodes or is refused
+/// without a panic.
+#[cfg(feature = "stream-manager")]
+pub fn stream_frame(data: &[u8]) {
+    use sprig::streams::session::{Ctx, Session};
+    use sprig::streams::store::Store;
+    use sprig::streams::wire::{decode_request, parse_frame, Frame};
+
+    let mut rest = data.get(1..).unwrap_or(&[]);
+    while let Ok(Frame::Whole { op, payload, used }) = parse_frame(rest) {
+        let _ = decode_request(op, payload);
+        rest = &rest[used..];
+    }
+
+    let dir = std::env::temp_dir().join(format!("sprig-fuzz-streams-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir, 1 << 20);
+    let mut session = Session::new();
+    let no_token = |_: &str| false;
+    let cut = data.first().map_or(0, |b| *b as usize).min(data.len());
+    let mut out = Vec::new();
+    for piece in [&data[..cut], &data[cut..]] {
+        let mut ctx = Ctx {
+            store: &mut store,
+            now_ms: 1_000,
+            token_ok: &no_token,
+            authenticate: false,
+            appended: false,
+        };
+        let r = session.input(piece, &mut ctx, &mut out);
+        ctx.now_ms = 100_000;
+        session.tick(&mut ctx, &mut out);
+        if r.is_err() {
+            break;
+        }
+    }
+    let mut replies = out.get(1..).unwrap_or(&[]);
+    while !replies.is_empty() {
+        match parse_frame(replies) {
+            Ok(Frame::Whole { used, .. }) => replies = &replies[used..],
+            other => panic!("the session sent a broken frame: {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A Jobs service message and an HTTPS download's response head (any bytes, as from the
 /// network; the first byte picks which): parsing never panics; a job offer yields at most one
 /// deployment, only while that job is the current one, and every publish stays on this
