@@ -46,7 +46,8 @@ fi
   echo
   echo "Written by \`size-report/report.sh\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)"
   echo "($(rustc -V | cut -d' ' -f1-2), zig $ZIGLANG_VERSION, cargo-zigbuild $CARGO_ZIGBUILD_VERSION; opt-level z, fat LTO,"
-  echo "panic=abort, std built with optimize_for_size and no backtrace symbolizer, static musl, stripped)."
+  echo "panic=abort, std built with optimize_for_size and no backtrace symbolizer, no unwind tables,"
+  echo "no panic locations (-Z location-detail=none), log max_level_debug, static musl, stripped)."
   echo "Budgets: size-report/budgets.txt, checked in CI. Build times: size-report/README.md."
   echo
   echo "| Target | Profile | Bytes | KiB | Since last report | Budget |"

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -257,7 +257,7 @@ fn ensure_client_cert(
 }
 
 fn port_free(port: u16) -> bool {
-    TcpListener::bind(("0.0.0.0", port)).is_ok()
+    TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok()
 }
 
 /// 8883 when free, else a port the kernel hands out, with a note saying so.
@@ -265,7 +265,7 @@ fn pick_port() -> (u16, Option<String>) {
     if port_free(DEFAULT_GG_MQTT_PORT) {
         return (DEFAULT_GG_MQTT_PORT, None);
     }
-    let port = TcpListener::bind(("0.0.0.0", 0))
+    let port = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
         .and_then(|l| l.local_addr())
         .map_or(DEFAULT_GG_MQTT_PORT, |a| a.port());
     let note = format!("port {DEFAULT_GG_MQTT_PORT} is busy; the demo uses port {port} instead");
