@@ -32,9 +32,12 @@ done
 
 if [ "$REBASE" = 1 ]; then
   {
-    echo "# target profile max_bytes: measured + 10% (router capped at 2 MiB). Checked by"
+    echo "# target profile max_bytes: measured + 10% (router capped at 2 MiB, Pi Zero router at 1.4 MiB). Checked by"
     echo "# size-report/check-budgets.sh in CI; regenerate with size-report/report.sh --rebaseline"
-    awk '{ b = int($3 * 1.1); if ($2 == "router" && b > 2097152) b = 2097152; print $1, $2, b }' "$new"
+    # Caps (issue 13): any router build 2 MiB; the Pi Zero's (Armv6) router build 1.4 MiB.
+    awk '{ b = int($3 * 1.1); if ($2 == "router" && b > 2097152) b = 2097152;
+           if ($1 == "arm-unknown-linux-musleabihf" && $2 == "router" && b > 1468006) b = 1468006;
+           print $1, $2, b }' "$new"
     # targets this run did not build keep their budgets
     awk 'NR == FNR { seen[$1 " " $2] = 1; next } /^#/ { next } !(($1 " " $2) in seen)' "$new" "$BUDGETS" 2>/dev/null || true
   } > "$BUDGETS.new"
