@@ -290,7 +290,11 @@ export DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
 python3 "$REPO/scripts/bench-report.py" "$RESULTS" > "$WORK/BENCHMARKS.md"
 cat "$WORK/BENCHMARKS.md"
 if [ -n "$OUT" ]; then
-  # The Lambda section comes from tests/lambda.rs (bench_lambda_round_trips); keep it.
-  [ -f "$OUT" ] && sed -n '/^<!-- lambda-bench:begin -->$/,/^<!-- lambda-bench:end -->$/p' "$OUT" >> "$WORK/BENCHMARKS.md"
+  # Sections measured by other scripts are kept: Lambda (tests/lambda.rs,
+  # bench_lambda_round_trips) and the stream manager (scripts/bench-streams.sh).
+  if [ -f "$OUT" ]; then
+    sed -n '/^<!-- lambda-bench:begin -->$/,/^<!-- lambda-bench:end -->$/p' "$OUT" >> "$WORK/BENCHMARKS.md"
+    sed -n '/^<!-- streams-bench begin -->$/,/^<!-- streams-bench end -->$/p' "$OUT" >> "$WORK/BENCHMARKS.md"
+  fi
   cp "$WORK/BENCHMARKS.md" "$OUT"; log "wrote $OUT"
 fi
