@@ -752,16 +752,7 @@ impl Supervisor {
                     remap.insert(i, self.funcs.len());
                     self.funcs.push(f);
                 }
-                None => {
-                    let pinned = spec.function.pinned && spec.refused.is_none();
-                    self.funcs.push(Func {
-                        spec,
-                        queue: VecDeque::new(),
-                        restart_at: pinned.then_some(now),
-                        backoff_ms: limits::PINNED_RESTART_MIN_MS,
-                        counters: Counters::default(),
-                    });
-                }
+                None => self.add(spec, now),
             }
         }
         let remap_inv: Vec<(InvId, Option<usize>)> = self
