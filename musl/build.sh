@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds one fully static, stripped sprig for a musl target and profile:
-#   musl/build.sh TARGET [--profile router|full] [--check]
+#   musl/build.sh TARGET [--profile router|full] [--check] [--no-order]
 # Output: dist/bin/<target>/<profile>/sprig (stripped) and
 #         target-cross/unstripped/<target>/<profile>/sprig (symbols, for the size report).
 # --check also verifies the binary is static ELF for the right machine and runs
-# `--version` under qemu-user (native for x86_64).
+# `--version` under qemu-user (native for x86_64). --no-order links without
+# musl/symbol-order.txt (the link-time function order for idle RSS, see musl/zigcc-order.sh).
 #
 # Tools (all installed by musl/env.sh, versions pinned there): `-Z build-std` from rust-src;
 # zig (PyPI `ziglang`) through cargo-zigbuild as C compiler (ring), linker and musl libc.
@@ -12,15 +13,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-usage() { echo "usage: musl/build.sh TARGET [--profile router|full] [--check]" >&2; exit 2; }
+usage() { echo "usage: musl/build.sh TARGET [--profile router|full] [--check] [--no-order]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 TARGET=$1; shift
 PROFILE=router
 CHECK=0
+ORDER=$ROOT/musl/symbol-order.txt
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE=${2:-}; shift 2 || usage ;;
     --check) CHECK=1; shift ;;
+    --no-order) ORDER=; shift ;;
     *) usage ;;
   esac
 done
@@ -69,7 +72,11 @@ export RUSTC_BOOTSTRAP=1
 # -C force-unwind-tables=no: panic=abort never unwinds, yet x86_64 keeps .eh_frame tables for
 #   every function by default (~280 KB); ARM's .ARM.exidx shrinks the same way.
 # -Z location-detail=none: panic messages stay, their file:line:column go (~66 KB).
+# -C linker=musl/zigcc-order.sh: cargo-zigbuild's zig cc, then the link again with the function order
+#   (musl/symbol-order.txt): the code run at start, in a device session and idle sits together,
+#   so idle RSS holds those pages instead of the whole text (ARCHITECTURE.md, "Idle RSS").
 FLAGS="$RUSTFLAGS_T -C link-self-contained=no -C force-unwind-tables=no -Z location-detail=none"
+FLAGS="$FLAGS -C linker=$ROOT/musl/zigcc-order.sh"
 CARGO_ARGS=(zigbuild --release --locked --target "$TARGET" "${FEATURES[@]}"
   --config 'profile.release.strip=false'
   -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size)
@@ -78,10 +85,21 @@ export "CARGO_TARGET_${TRIPLE_ENV}_RUSTFLAGS=$FLAGS"
 # so the second profile only rebuilds sprig itself.
 export CARGO_TARGET_DIR="$ROOT/target-cross/build"
 
+export SPRIG_LINKER_VAR="CARGO_TARGET_${TRIPLE_ENV}_LINKER" LLVM_BIN
+export SPRIG_SYMBOL_ORDER=$ORDER SPRIG_LINK_REPORT="$CARGO_TARGET_DIR/link-order-$TARGET-$PROFILE.txt"
+rm -f "$SPRIG_LINK_REPORT"
+# Cargo does not know the order file: when it (or --no-order) changed since this target and
+# profile last linked, make sprig relink.
+stamp="$CARGO_TARGET_DIR/link-order-$TARGET-$PROFILE.stamp"
+want="order: $( [ -n "$ORDER" ] && sha256sum "$ORDER" | cut -c1-64 || echo none)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then touch "$ROOT/src/main.rs"; fi
+
 echo "== building $TARGET ($PROFILE)" >&2
 start=$(date +%s)
 nice -n 10 cargo "${CARGO_ARGS[@]}" >&2
 echo "== built $TARGET ($PROFILE) in $(( $(date +%s) - start ))s" >&2
+echo "$want" >"$stamp"
+[ ! -s "$SPRIG_LINK_REPORT" ] || echo "== link order: $(cat "$SPRIG_LINK_REPORT")" >&2
 
 built="$CARGO_TARGET_DIR/$TARGET/release/sprig"
 unstripped="$ROOT/target-cross/unstripped/$TARGET/$PROFILE/sprig"

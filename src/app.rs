@@ -242,6 +242,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         let status = status.clone();
         async move { status.run().await }
     });
+    // Stack pages below the event loop, touched by start-up and TLS handshakes, go back to
+    // the kernel (idle RSS; ARCHITECTURE.md "Idle RSS").
+    let _stack_trim = ex.spawn(trim_stack());
     // The local Discovery API (issue 11), on its own port with the broker's certificate.
     let discovery = start_discovery(&core, &identity, &slot, &status)?;
     let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
@@ -294,6 +297,18 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     status.remove();
     log::info!("local MQTT broker stopped");
     Ok(())
+}
+
+/// Every `STACK_TRIM_INTERVAL_MS`, [`crate::sys::trim_stack`] from the executor's frame (a task
+/// is polled from the loop's own depth: everything deeper is dead). Runs until dropped.
+async fn trim_stack() {
+    loop {
+        Timer::after(Duration::from_millis(limits::STACK_TRIM_INTERVAL_MS)).await;
+        if let Err(e) = crate::sys::trim_stack(limits::STACK_TRIM_KEEP_BYTES) {
+            log::debug!("cannot trim the stack: {e}");
+            return;
+        }
+    }
 }
 
 /// Starts the stream manager when the group deploys `GGStreamManager`, with its status section.

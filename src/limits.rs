@@ -488,3 +488,15 @@ pub const IPC_REBIND_SECS: u64 = 10;
 
 /// Payload bytes held by queued, running and unfetched invocations over all functions.
 pub const MAX_INVOCATION_BYTES: usize = 8 * 1024 * 1024;
+
+// --- Idle memory (issue 13 part 2: idle RSS) ---
+
+/// How often the daemon gives back the main thread's stack pages below the event loop's frame,
+/// milliseconds (`sys::trim_stack`): start-up and TLS handshakes run 60-90 KiB deeper than the
+/// idle loop (measured, x86_64 musl build; ARCHITECTURE.md "Idle RSS"). Twice a second costs
+/// one small /proc read and one madvise(2); a deep path afterwards only re-faults zero pages.
+pub const STACK_TRIM_INTERVAL_MS: u64 = 500;
+
+/// Bytes of stack kept below the trimming frame: its own callees (the /proc read, madvise)
+/// and a signal frame run there.
+pub const STACK_TRIM_KEEP_BYTES: usize = 16 * 1024;

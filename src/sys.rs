@@ -317,6 +317,51 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     kill(-pgid, sig)
 }
 
+/// Gives the main thread's stack pages more than `keep` bytes below the caller's frame back to
+/// the kernel (`madvise(MADV_DONTNEED)`): start-up (config, group, certificates) and a TLS
+/// handshake run deeper than the idle event loop, and without this their pages stay resident
+/// for the life of the process. The next touch of such a page maps a zero page (a minor fault).
+/// Returns the bytes of the range given back; 0 when called off the main thread's stack.
+pub fn trim_stack(keep: usize) -> io::Result<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let stack = maps
+        .lines()
+        .filter(|l| l.ends_with("[stack]"))
+        .find_map(|l| {
+            let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
+            Some((
+                usize::from_str_radix(lo, 16).ok()?,
+                usize::from_str_radix(hi, 16).ok()?,
+            ))
+        });
+    let Some((lo, hi)) = stack else {
+        return Ok(0);
+    };
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    if here < lo || here >= hi {
+        return Ok(0);
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    };
+    let end = here.saturating_sub(keep) & !(page - 1);
+    if end <= lo {
+        return Ok(0);
+    }
+    // SAFETY: [lo, end) is inside this thread's stack mapping and at least `keep` bytes below
+    // the current frame, where nothing live is kept (the ABI promises nothing below the stack
+    // pointer beyond a 128-byte red zone; `keep` also covers the frames of this call and of
+    // madvise itself). MADV_DONTNEED on private anonymous memory only drops pages: the next
+    // touch gets a zero page, which is all code may assume below its stack pointer.
+    if unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(end - lo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
