@@ -4,7 +4,8 @@
 # then print VmRSS and what it is made of (/proc/PID/smaps: the binary's text, read-only data,
 # data; heap; stack; other anonymous memory).
 #
-#   scripts/idle-rss.sh [--runs N] [--settle S] [--traffic] [--madvise cold|pageout] [--wrap 'CMD ARGS'] [BINARY]
+#   scripts/idle-rss.sh [--runs N] [--settle S] [--traffic] [--madvise cold|pageout]
+#                       [--wrap 'CMD ARGS' | --qemu TARGET] [BINARY]
 #
 # --traffic: after the first device, a short session of the other kinds before settling (QoS 0
 # and QoS 1 fan-in with a subscriber, shadow updates), i.e. idle after real work.
@@ -12,7 +13,11 @@
 # --wrap runs sprig under CMD (e.g. valgrind for musl/order-symbols.sh); the breakdown is then
 # skipped (it would be the wrapper's). IDLE_RSS_DETAIL=1 lists every resident mapping.
 # --madvise cold|pageout: then give the binary's pages back from outside (process_madvise),
-# report, serve one more device and report the page faults that cost. Certificates: $BENCH_DIR/certs (scripts/bench.sh's cache)
+# report, serve one more device and report the page faults that cost.
+# --qemu TARGET runs a cross build under qemu-user (musl/qemu.sh) and prints the breakdown of
+# the qemu process: only the guest binary's own mappings (text, rodata, data) mean anything
+# there (qemu reads the guest code it translates, so its text pages fault as on the target);
+# heap, stack and anonymous memory are qemu's. Certificates: $BENCH_DIR/certs (scripts/bench.sh's cache)
 # when it holds the 200 devices, else generated once into target/idle-rss/certs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +27,7 @@ RUNS=1
 SETTLE=1
 WRAP=
 TRAFFIC=0
+QEMU=0
 MADVISE=
 BIN=$REPO/dist/bin/x86_64-unknown-linux-musl/router/sprig
 while [ $# -gt 0 ]; do
@@ -29,9 +35,13 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift 2 ;;
     --settle) SETTLE=$2; shift 2 ;;
     --wrap) WRAP=$2; shift 2 ;;
+    --qemu)
+      # shellcheck source=musl/qemu.sh
+      . "$REPO/musl/qemu.sh"
+      WRAP=$(qemu_cmd "$2"); QEMU_CPU=$(qemu_cpu "$2"); export QEMU_CPU; QEMU=1; shift 2 ;;
     --traffic) TRAFFIC=1; shift ;;
     --madvise) MADVISE=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "idle-rss.sh: unknown option $1" >&2; exit 2 ;;
     *) BIN=$1; shift ;;
   esac
@@ -108,7 +118,7 @@ for run in $(seq "$RUNS"); do
     lg shadow --publishers 1 --messages 3
   fi
   sleep "$SETTLE"
-  if [ -n "$WRAP" ]; then stop; continue; fi
+  if [ -n "$WRAP" ] && [ "$QEMU" = 0 ]; then stop; continue; fi
   py() { python3 "$REPO/scripts/idle-rss.py" "$@"; }
   py breakdown "$PID" "$(readlink -f "$BIN")" "run $run"
   if [ -n "$MADVISE" ]; then
