@@ -7,6 +7,8 @@
 #   scripts/idle-rss.sh [--runs N] [--settle S] [--traffic] [--madvise cold|pageout]
 #                       [--wrap 'CMD ARGS' | --qemu TARGET] [BINARY]
 #
+# --steady (with --wrap valgrind --tool=callgrind --instr-atstart=no): switch callgrind's
+# instrumentation on once sprig listens, before the device: what runs after start-up only.
 # --traffic: after the first device, a short session of the other kinds before settling (QoS 0
 # and QoS 1 fan-in with a subscriber, shadow updates), i.e. idle after real work.
 # BINARY defaults to the shipped x86_64 router build (dist/bin/.../sprig, musl/build.sh).
@@ -27,6 +29,7 @@ RUNS=1
 SETTLE=1
 WRAP=
 TRAFFIC=0
+STEADY=0
 QEMU=0
 MADVISE=
 BIN=$REPO/dist/bin/x86_64-unknown-linux-musl/router/sprig
@@ -40,8 +43,9 @@ while [ $# -gt 0 ]; do
       . "$REPO/musl/qemu.sh"
       WRAP=$(qemu_cmd "$2"); QEMU_CPU=$(qemu_cpu "$2"); export QEMU_CPU; QEMU=1; shift 2 ;;
     --traffic) TRAFFIC=1; shift ;;
+    --steady) STEADY=1; shift ;;
     --madvise) MADVISE=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "idle-rss.sh: unknown option $1" >&2; exit 2 ;;
     *) BIN=$1; shift ;;
   esac
@@ -103,6 +107,11 @@ for run in $(seq "$RUNS"); do
   # shellcheck disable=SC2086
   $WRAP "$BIN" start --foreground $insecure -r "$ROOT" >"$WORK/sprig.log" 2>&1 &
   PID=$!
+  if [ "$STEADY" = 1 ]; then
+    for _ in $(seq 600); do ss -ltn | grep -q ":$PORT " && break; sleep 0.1; done
+    sleep 1
+    callgrind_control -i on "$PID" >/dev/null
+  fi
   served=0
   for _ in $(seq 600); do
     if "$LOADGEN" idle --certs "$CERTS" --addr "127.0.0.1:$PORT" --connections 1 --hold 0 --first 0 \

@@ -242,8 +242,8 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         let status = status.clone();
         async move { status.run().await }
     });
-    // Stack pages below the event loop, touched by start-up and TLS handshakes, go back to
-    // the kernel (idle RSS; ARCHITECTURE.md "Idle RSS").
+    // Stack pages below the event loop, touched by start-up and TLS handshakes, and once the
+    // start-up code's pages go back to the kernel (idle RSS; ARCHITECTURE.md "Idle RSS").
     let _stack_trim = ex.spawn(trim_stack());
     // The local Discovery API (issue 11), on its own port with the broker's certificate.
     let discovery = start_discovery(&core, &identity, &slot, &status)?;
@@ -300,10 +300,19 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
 }
 
 /// Every `STACK_TRIM_INTERVAL_MS`, [`crate::sys::trim_stack`] from the executor's frame (a task
-/// is polled from the loop's own depth: everything deeper is dead). Runs until dropped.
+/// is polled from the loop's own depth: everything deeper is dead). On the first round,
+/// start-up is over: [`crate::sys::release_text`] unmaps the code, and what runs from then on
+/// (device sessions, the idle loop: grouped by the link order) is mapped back on first touch.
+/// Runs until dropped.
 async fn trim_stack() {
+    let mut first = true;
     loop {
         Timer::after(Duration::from_millis(limits::STACK_TRIM_INTERVAL_MS)).await;
+        if std::mem::take(&mut first) {
+            if let Err(e) = crate::sys::release_text() {
+                log::debug!("cannot release the start-up code's pages: {e}");
+            }
+        }
         if let Err(e) = crate::sys::trim_stack(limits::STACK_TRIM_KEEP_BYTES) {
             log::debug!("cannot trim the stack: {e}");
             return;

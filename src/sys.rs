@@ -317,24 +317,44 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     kill(-pgid, sig)
 }
 
+/// The first mapping in /proc/self/maps whose line satisfies `pick`, as (start, end).
+fn own_mapping(pick: impl Fn(&str) -> bool) -> io::Result<Option<(usize, usize)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(maps.lines().filter(|l| pick(l)).find_map(|l| {
+        let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
+        Some((
+            usize::from_str_radix(lo, 16).ok()?,
+            usize::from_str_radix(hi, 16).ok()?,
+        ))
+    }))
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    }
+}
+
+/// `madvise(MADV_DONTNEED)` over [lo, hi). Callers guarantee nothing live is lost: anonymous
+/// pages there hold no data anyone reads again, or the pages are clean file pages.
+fn dont_need(lo: usize, hi: usize) -> io::Result<()> {
+    // SAFETY: the range is page-aligned and inside one of this process's own mappings; the
+    // callers' contracts (above) make dropping its pages invisible to the program.
+    if unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Gives the main thread's stack pages more than `keep` bytes below the caller's frame back to
 /// the kernel (`madvise(MADV_DONTNEED)`): start-up (config, group, certificates) and a TLS
 /// handshake run deeper than the idle event loop, and without this their pages stay resident
 /// for the life of the process. The next touch of such a page maps a zero page (a minor fault).
 /// Returns the bytes of the range given back; 0 when called off the main thread's stack.
 pub fn trim_stack(keep: usize) -> io::Result<usize> {
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
-    let stack = maps
-        .lines()
-        .filter(|l| l.ends_with("[stack]"))
-        .find_map(|l| {
-            let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
-            Some((
-                usize::from_str_radix(lo, 16).ok()?,
-                usize::from_str_radix(hi, 16).ok()?,
-            ))
-        });
-    let Some((lo, hi)) = stack else {
+    let Some((lo, hi)) = own_mapping(|l| l.ends_with("[stack]"))? else {
         return Ok(0);
     };
     let marker = 0u8;
@@ -342,24 +362,34 @@ pub fn trim_stack(keep: usize) -> io::Result<usize> {
     if here < lo || here >= hi {
         return Ok(0);
     }
-    // SAFETY: sysconf has no preconditions.
-    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-        n if n > 0 => n as usize,
-        _ => 4096,
-    };
-    let end = here.saturating_sub(keep) & !(page - 1);
+    let end = here.saturating_sub(keep) & !(page_size() - 1);
     if end <= lo {
         return Ok(0);
     }
-    // SAFETY: [lo, end) is inside this thread's stack mapping and at least `keep` bytes below
-    // the current frame, where nothing live is kept (the ABI promises nothing below the stack
-    // pointer beyond a 128-byte red zone; `keep` also covers the frames of this call and of
-    // madvise itself). MADV_DONTNEED on private anonymous memory only drops pages: the next
-    // touch gets a zero page, which is all code may assume below its stack pointer.
-    if unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    // [lo, end) is at least `keep` bytes below the current frame, where nothing live is kept
+    // (the ABI promises nothing below the stack pointer beyond a 128-byte red zone; `keep`
+    // also covers the frames of this call and of madvise itself). The next touch there gets a
+    // zero page, which is all code may assume below its stack pointer.
+    dont_need(lo, end)?;
     Ok(end - lo)
+}
+
+/// Unmaps this process's pages of its own code (the executable's `r-xp` mapping) with
+/// `madvise(MADV_DONTNEED)`. They are clean file pages: they stay in the page cache, and the
+/// code that runs next is mapped again on its first touch (a minor fault per 64 KiB, no I/O
+/// unless the kernel evicted them meanwhile). Called once start-up is over, this leaves only
+/// the code of device sessions and the idle loop resident (the link order groups it; see
+/// musl/symbol-order.txt). Returns the bytes of the mapping.
+pub fn release_text() -> io::Result<usize> {
+    let exe = std::env::current_exe()?;
+    let exe = exe.to_string_lossy();
+    let Some((lo, hi)) =
+        own_mapping(|l| l.split_whitespace().nth(1) == Some("r-xp") && l.ends_with(exe.as_ref()))?
+    else {
+        return Ok(0);
+    };
+    dont_need(lo, hi)?;
+    Ok(hi - lo)
 }
 
 #[cfg(test)]
