@@ -187,6 +187,12 @@ fn sink(rig: &Rig, label: &str) -> Bg {
     bg
 }
 
+/// Publishes `request` to the caller function and waits for its `n`th answer; all of them so far.
+fn ask_caller(rig: &Rig, sub: &Bg, request: &str, n: usize) -> Vec<String> {
+    publish(rig, "in/caller", request);
+    wait_received(rig, sub, "out/caller", n)
+}
+
 /// Lines the sink received on `topic`.
 fn received(bg: &Bg, topic: &str) -> Vec<String> {
     bg.text()
@@ -375,8 +381,7 @@ fn on_demand_runs_in_parallel_then_reuses_a_warm_worker() {
 
 #[test]
 fn function_invokes_function_request_response_event_and_timeout() {
-    let mut slow = py_fun("slow", "counter.py", false, 2);
-    slow.conf = String::new();
+    let slow = py_fun("slow", "counter.py", false, 2);
     let rig = rig(
         "lambda-invoke",
         &[
@@ -389,23 +394,23 @@ fn function_invokes_function_request_response_event_and_timeout() {
     );
     let sub = sink(&rig, "sink");
     let callee = arn("callee");
-    publish(
+    let got = ask_caller(
         &rig,
-        "in/caller",
+        &sub,
         &format!(r#"{{"target": "{callee}", "payload": {{"x": 1}}}}"#),
+        1,
     );
-    let got = wait_received(&rig, &sub, "out/caller", 1);
     assert!(
         got[0].contains(r#"\"count\": 1"#) && got[0].contains(r#""error": """#),
         "RequestResponse returns the handler's result: {got:?}"
     );
     // Event: the caller's answer comes back at once, before the callee (sleeping 4 s) publishes.
-    publish(
+    let got = ask_caller(
         &rig,
-        "in/caller",
+        &sub,
         &format!(r#"{{"target": "{callee}", "type": "Event", "payload": {{"sleep": 4}}}}"#),
+        2,
     );
-    let got = wait_received(&rig, &sub, "out/caller", 2);
     assert_eq!(got[1], r#"{"payload": "", "error": ""}"#);
     let callee_msgs = wait_received(&rig, &sub, "out/callee", 2);
     let text = sub.text();
@@ -414,12 +419,12 @@ fn function_invokes_function_request_response_event_and_timeout() {
     assert!(caller_at < callee_at, "Event did not wait:\n{text}");
     // Timeout: the slow function sleeps past its 2 s; the invoker gets Unhandled.
     let slow = arn("slow");
-    publish(
+    let got = ask_caller(
         &rig,
-        "in/caller",
+        &sub,
         &format!(r#"{{"target": "{slow}", "payload": {{"sleep": 30}}}}"#),
+        3,
     );
-    let got = wait_received(&rig, &sub, "out/caller", 3);
     assert!(
         got[2].contains(r#""error": "Unhandled""#) && got[2].contains("timed out"),
         "{got:?}"
@@ -428,17 +433,11 @@ fn function_invokes_function_request_response_event_and_timeout() {
         &rig, "slow", "timeouts"
     ) >= 1));
     // A worker's token does not fetch another function's work: 403.
-    publish(&rig, "in/caller", &format!(r#"{{"steal": "{callee}"}}"#));
-    let got = wait_received(&rig, &sub, "out/caller", 4);
+    let got = ask_caller(&rig, &sub, &format!(r#"{{"steal": "{callee}"}}"#), 4);
     assert_eq!(got[3], r#"{"steal": 403}"#);
     // Shadow calls go straight to the local shadow service (no subscription needed): the
     // update is accepted and read back; a thing without a shadow is the SDK's ShadowError.
-    publish(
-        &rig,
-        "in/caller",
-        r#"{"shadow": "dev", "missing": "ghost"}"#,
-    );
-    let got = wait_received(&rig, &sub, "out/caller", 5);
+    let got = ask_caller(&rig, &sub, r#"{"shadow": "dev", "missing": "ghost"}"#, 5);
     assert!(
         got[4].contains(r#""shadow": {"reported": {"color": "green"}}"#),
         "{got:?}"
@@ -558,12 +557,12 @@ fn run_as_uid_executable_with_curl_and_all_or_error() {
     // AllOrError: stuck sleeps in its first invocation; its queue takes FUNCTION_QUEUE_DEPTH
     // more; after that each publish fails at once (and BestEffort ones are dropped silently).
     publish(&rig, "in/stuck", r#"{"sleep": 50}"#);
-    publish(
+    let got = ask_caller(
         &rig,
-        "in/caller",
+        &sub,
         r#"{"publish": "to/stuck", "policy": "AllOrException", "n": 80}"#,
+        1,
     );
-    let got = wait_received(&rig, &sub, "out/caller", 1);
     let (ok, failed): (u32, u32) = (
         field(&got[0], "published").parse().unwrap(),
         field(&got[0], "failed").parse().unwrap(),
