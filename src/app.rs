@@ -219,10 +219,10 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // GGShadowService calls from functions go straight to the shadow service.
     runner.set_shadow(shadows.clone());
     let weak_hub = Rc::downgrade(&hub);
-    runner.set_room_check(Box::new(move |source, topic| {
+    runner.set_all_or_none(Box::new(move |item| {
         weak_hub
             .upgrade()
-            .is_some_and(|h| h.targets_have_room(source, topic))
+            .is_some_and(|h| h.deliver_all_or_none(item))
     }));
     {
         let (r1, r2) = (runner.clone(), runner.clone());

@@ -303,7 +303,7 @@ impl Hub {
     /// True when every target `topic` from `source` routes to could take one more message now
     /// (device outboxes, local sinks; the cloud spool always takes one by dropping its oldest).
     /// For `queueFullPolicy: AllOrError` publishes from Lambda functions.
-    pub fn targets_have_room(&self, source: &Endpoint, topic: &str) -> bool {
+    fn targets_have_room(&self, source: &Endpoint, topic: &str) -> bool {
         let mut scratch = Vec::new();
         let router = self.router.get();
         router.route_from(source, topic, &mut scratch);
@@ -322,6 +322,18 @@ impl Hub {
             }
             _ => true,
         })
+    }
+
+    /// A Lambda function's `queueFullPolicy: AllOrError` publish: delivered now to every
+    /// target if each has room, else to none (`false`). Checked and delivered in one step (one
+    /// thread), so nothing queued meanwhile can take the room the check saw.
+    pub fn deliver_all_or_none(&self, item: &WorkItem) -> bool {
+        if !self.targets_have_room(&item.source, &item.topic) {
+            return false;
+        }
+        let mut scratch = Vec::new();
+        self.deliver(item, &mut scratch);
+        true
     }
 
     /// Routes one work item to its targets (the dispatcher's step).
