@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::config::{Endpoint, Group};
 use crate::limits;
-use crate::router::{EndpointId, Router};
+use crate::router::{EndpointId, FastMap, Router};
 use crate::topic;
 use crate::workq::{Notify, QueueHandle, WorkItem};
 
@@ -194,7 +194,7 @@ pub struct Hub {
     devices: RefCell<HashMap<String, String>>,
     pub queue: QueueHandle,
     /// Connected devices by client id (= thing name).
-    sessions: RefCell<HashMap<String, Rc<Outbox>>>,
+    sessions: RefCell<FastMap<String, Rc<Outbox>>>,
     pub stats: BrokerStats,
     pub max_connections: usize,
     cloud: RefCell<Option<Rc<dyn CloudSink>>>,
@@ -210,7 +210,7 @@ impl Hub {
             router: RouterSlot(RefCell::new(Rc::new(router_for(group)))),
             devices: RefCell::new(devices_of(group)),
             queue,
-            sessions: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(FastMap::default()),
             stats: BrokerStats::default(),
             max_connections,
             cloud: RefCell::new(None),
