@@ -43,6 +43,8 @@ pub mod deploy;
 pub mod discovery;
 pub mod ipc;
 pub mod lambda;
+/// The accept side of the discovery, stream manager and Lambda IPC servers.
+pub mod listen;
 pub mod logging;
 pub mod pki;
 pub mod status;

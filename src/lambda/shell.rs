@@ -461,21 +461,16 @@ impl Runner {
                     }
                 }
             };
+            let s = &self.0.stats;
+            let bound = crate::listen::Bound {
+                what: "Lambda IPC",
+                target: module_path!(),
+                open: &s.connections,
+                max: limits::IPC_MAX_CONNECTIONS,
+                refused: &s.refused_connections,
+            };
             loop {
-                let (sock, _) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::warn!("IPC accept: {e}");
-                        Timer::after(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let s = &self.0.stats;
-                if s.connections.get() >= limits::IPC_MAX_CONNECTIONS {
-                    bump(&s.refused_connections);
-                    continue;
-                }
-                s.connections.set(s.connections.get() + 1);
+                let (sock, _) = crate::listen::accept(&listener, &bound).await;
                 let me = self.clone();
                 ex.spawn(async move {
                     me.serve(sock).await;
