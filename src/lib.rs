@@ -52,3 +52,4 @@ pub mod status;
 pub mod streams;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod wake;
