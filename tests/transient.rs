@@ -172,7 +172,7 @@ fn parsing_the_largest_group_peaks_under_three_times_its_size() {
         "the json::Doc tree of the largest group is {doc_kept} B, more than half the file ({file} B)"
     );
     // Hub::apply_group frees the old routing table before building the new one: only the
-    // build's own transient (2.8 MB measured) on top of the table in force, never a second table.
+    // build's own transient (2.3 MB measured) on top of the table in force, never a second table.
     assert!(
         apply_peak < router_kept,
         "Hub::apply_group peaked at {apply_peak} B over the hub in force: two routing tables ({router_kept} B each) at once?"
