@@ -262,6 +262,9 @@ impl Hub {
                 dropped.push(name.clone());
             }
         }
+        // The old table goes before the new one is built (unless a routing step still holds
+        // it): the largest group's table is ~10 MB, and no message is routed meanwhile.
+        *self.router.0.borrow_mut() = Rc::default();
         *self.router.0.borrow_mut() = Rc::new(router_for(group));
         *self.devices.borrow_mut() = devices;
         dropped.sort();
