@@ -470,6 +470,18 @@ mod tests {
     /// A server (sprig's broker config) and a client with a device certificate of one CA;
     /// also the device certificate's DER.
     fn pair(tls12: bool) -> (TlsConn, ClientConnection, CertificateDer<'static>) {
+        let (server, client, der) = configs(tls12);
+        let client = ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
+        (TlsConn::new(server).unwrap(), client, der)
+    }
+
+    fn configs(
+        tls12: bool,
+    ) -> (
+        Arc<ServerConfig>,
+        Arc<ClientConfig>,
+        CertificateDer<'static>,
+    ) {
         let ca = GroupCa::create("test CA").unwrap();
         let server = ca
             .issue_server(None, &[], &[], SystemTime::now(), 30)
@@ -492,9 +504,7 @@ mod tests {
                 .with_root_certificates(roots)
                 .with_client_auth_cert(vec![device.cert_der.clone()], key(&device.key_pem))
                 .unwrap();
-        let client =
-            ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
-        (TlsConn::new(config).unwrap(), client, device.cert_der)
+        (config, Arc::new(client), device.cert_der)
     }
 
     fn client_bytes(c: &mut ClientConnection) -> Vec<u8> {
@@ -699,6 +709,69 @@ mod tests {
         // Closing afterwards neither drives rustls again nor panics.
         s.close_notify();
         assert!(s.write(b"x").is_err());
+    }
+
+    /// xorshift64: deterministic noise for the garbage test.
+    fn noise(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Feeds `data` in pieces of `1..=max` bytes as reads; whatever comes back, nothing panics
+    /// (rustls's debug assertions included: no second fatal alert), and the input buffer stays
+    /// within its bound.
+    fn feed(s: &mut TlsConn, data: Vec<u8>, max: usize) {
+        let mut pipe = Pipe { data, max };
+        let mut sink = |_: &[u8]| -> Result<(), ()> { Ok(()) };
+        loop {
+            let sink: Sink<()> = if s.is_handshaking() {
+                None
+            } else {
+                Some(&mut sink)
+            };
+            match s.read_from(&mut pipe, 1, sink) {
+                Ok(ReadOutcome::Data) => {
+                    let bound = limits::TLS_HANDSHAKE_MAX_BYTES + limits::TLS_RECORD_MAX_BYTES;
+                    assert!(s.inbuf.capacity() <= bound);
+                }
+                Ok(_) | Err(_) => break,
+            }
+        }
+        s.close_notify();
+        let _ = s.flush_to(&mut Vec::new());
+    }
+
+    #[test]
+    fn garbage_cut_anywhere_never_panics() {
+        let (server, client, _) = configs(false);
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..200 {
+            let name = "localhost".try_into().unwrap();
+            let mut c = ClientConnection::new(client.clone(), name).unwrap();
+            let mut s = TlsConn::new(server.clone()).unwrap();
+            let mut data = if round % 2 == 0 {
+                client_bytes(&mut c) // a real ClientHello, then damaged
+            } else {
+                handshake(&mut s, &mut c); // damaged records after a real handshake
+                c.writer().write_all(&[0x30; 300]).unwrap();
+                client_bytes(&mut c)
+            };
+            for _ in 0..1 + round % 4 {
+                let at = noise(&mut rng) as usize % data.len();
+                data[at] ^= 1 << (noise(&mut rng) % 8);
+            }
+            if round % 3 == 0 {
+                let n = noise(&mut rng) as usize % 2000;
+                data.extend((0..n).map(|_| noise(&mut rng) as u8));
+            }
+            if round % 5 == 0 {
+                data.truncate(noise(&mut rng) as usize % data.len());
+            }
+            let max = 1 + noise(&mut rng) as usize % 700;
+            feed(&mut s, data, max);
+        }
     }
 
     #[test]
