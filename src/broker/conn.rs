@@ -12,7 +12,6 @@
 //! the socket (TCP and the device's in-flight window hold the rest) but keep sending its
 //! outbox, and resume when the queue has room.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -223,7 +222,7 @@ impl Conn {
     /// why, for a log line. A record the client sent with its last flight (its CONNECT) stays
     /// in `tls` for [`Conn::run`].
     async fn handshake_within(&mut self, secs: u64) -> Result<(), String> {
-        let failed = |e: Fail<Infallible>| format!("TLS handshake failed: {e}");
+        let failed = |e: Fail| format!("TLS handshake failed: {e}");
         self.timer.set_after(Duration::from_secs(secs));
         self.timer_at = None; // the session's first deadline re-arms it
         loop {
@@ -232,7 +231,7 @@ impl Conn {
                 return Ok(());
             }
             if flushed {
-                let none: Sink<Infallible> = None;
+                let none: Sink = None;
                 match self
                     .tls
                     .read_from(&mut self.sock.get_ref(), usize::MAX, none)
@@ -289,7 +288,7 @@ impl Conn {
     /// Runs `f` on the TLS state and the socket with a sink that feeds the session.
     fn with_session_sink<R>(
         &mut self,
-        f: impl FnOnce(&mut TlsConn, &TcpStream, Sink<'_, Close>) -> Result<R, Fail<Close>>,
+        f: impl FnOnce(&mut TlsConn, &TcpStream, Sink<'_>) -> Result<R, Fail>,
     ) -> Result<R, End> {
         let Conn {
             hub,
@@ -478,7 +477,7 @@ impl Conn {
 }
 
 /// How a TLS failure ends the connection.
-fn end_of(f: Fail<Close>) -> End {
+fn end_of(f: Fail) -> End {
     match f {
         Fail::Sink(c) => End::Session(c),
         Fail::Tls(e) => End::Session(Close::Malformed(format!("TLS error: {e}"))),

@@ -27,14 +27,16 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::ServerConfig;
 
+use super::session::Close;
 use super::tls::ReadOutcome;
 use crate::limits;
 
-/// Where decrypted application data goes; an `Err` stops the pump and is handed back.
-pub type Sink<'a, E> = Option<&'a mut dyn FnMut(&[u8]) -> Result<(), E>>;
+/// Where decrypted application data goes (the device's MQTT session); an `Err` stops the pump
+/// and is handed back. One concrete error type, so the pump is compiled once.
+pub type Sink<'a> = Option<&'a mut dyn FnMut(&[u8]) -> Result<(), Close>>;
 
 /// A shorter-lived copy of `sink` (for calls in a loop).
-fn reborrow<'b, E>(sink: &'b mut Sink<'_, E>) -> Sink<'b, E> {
+fn reborrow<'b>(sink: &'b mut Sink<'_>) -> Sink<'b> {
     match sink {
         Some(f) => Some(&mut **f),
         None => None,
@@ -43,16 +45,16 @@ fn reborrow<'b, E>(sink: &'b mut Sink<'_, E>) -> Sink<'b, E> {
 
 /// Why the pump stopped with an error.
 #[derive(Debug)]
-pub enum Fail<E> {
+pub enum Fail {
     /// A TLS protocol error (an alert for the peer is queued in the output when rustls made one).
     Tls(rustls::Error),
     /// The socket failed, or TLS could not take application data (handshake not done, closed).
     Io(io::Error),
     /// The sink refused the plaintext.
-    Sink(E),
+    Sink(Close),
 }
 
-impl<E: std::fmt::Display> std::fmt::Display for Fail<E> {
+impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fail::Tls(e) => e.fmt(f),
@@ -75,7 +77,9 @@ pub struct TlsConn {
     /// Ciphertext read but not yet processed: the start of a record whose rest is still in
     /// the socket. Empty (no allocation) otherwise.
     inbuf: Vec<u8>,
-    /// Ciphertext to send, from `sent` on. Empty (no allocation) once flushed.
+    /// Ciphertext to send, from `sent` on. Empty (no allocation) once flushed. Bounded by the
+    /// caller: `broker::conn` writes only into a flushed connection, one outbox batch of at
+    /// most `TLS_BYTES_PER_WAKE` plus one frame, or a session reply.
     out: Vec<u8>,
     sent: usize,
     /// The peer's close_notify arrived.
@@ -126,7 +130,7 @@ impl TlsConn {
     /// Processes ciphertext `data` (after whatever part of a record is buffered): handshake
     /// replies go to the output, plaintext to `sink`. `Ok(true)` when the sink got plaintext.
     /// Whatever rustls cannot use yet (a part of a record) is kept.
-    pub fn receive<E>(&mut self, data: &mut [u8], mut sink: Sink<E>) -> Result<bool, Fail<E>> {
+    pub fn receive(&mut self, data: &mut [u8], mut sink: Sink) -> Result<bool, Fail> {
         if !self.inbuf.is_empty() {
             self.inbuf.extend_from_slice(data);
             return self.process_buffered(sink);
@@ -138,7 +142,7 @@ impl TlsConn {
 
     /// Processes what is buffered: a record kept back during the handshake (the client's
     /// first packets in the same flight as its Finished), or a record completed by a read.
-    pub fn process_buffered<E>(&mut self, mut sink: Sink<E>) -> Result<bool, Fail<E>> {
+    pub fn process_buffered(&mut self, mut sink: Sink) -> Result<bool, Fail> {
         self.with_inbuf(|t, buf| t.pump(buf, &mut sink, Want::Nothing))
             .map(|(delivered, _)| delivered)
     }
@@ -149,37 +153,33 @@ impl TlsConn {
         if plain.is_empty() {
             return Ok(());
         }
-        let r = self.with_inbuf(|t, buf| {
-            t.pump::<std::convert::Infallible>(buf, &mut None, Want::Encrypt(plain))
-        });
+        let r = self.with_inbuf(|t, buf| t.pump(buf, &mut None, Want::Encrypt(plain)));
         match r {
             Ok((_, true)) => Ok(()),
-            Ok((_, false)) => Err(io::Error::other(
+            // No sink: plaintext that came in first would stop the pump here.
+            Ok((_, false)) | Err(Fail::Sink(_)) => Err(io::Error::other(
                 "TLS cannot send application data now (handshake not done or closed)",
             )),
             Err(Fail::Tls(e)) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             Err(Fail::Io(e)) => Err(e),
-            Err(Fail::Sink(never)) => match never {},
         }
     }
 
     /// Queues a close_notify alert (best effort: nothing when the handshake is not done or a
     /// fatal alert went out), or the alert rustls made for a protocol error.
     pub fn close_notify(&mut self) {
-        let _ = self.with_inbuf(|t, buf| {
-            t.pump::<std::convert::Infallible>(buf, &mut None, Want::CloseNotify)
-        });
+        let _ = self.with_inbuf(|t, buf| t.pump(buf, &mut None, Want::CloseNotify));
     }
 
     /// Reads up to `budget` bytes of ciphertext available now from `rd` and processes them,
     /// plaintext to `sink`. Stops after the first read that gave the sink plaintext (the
     /// caller handles it before reading more: the session holds at most one read).
-    pub fn read_from<E>(
+    pub fn read_from(
         &mut self,
         rd: &mut impl Read,
         budget: usize,
-        mut sink: Sink<E>,
-    ) -> Result<ReadOutcome, Fail<E>> {
+        mut sink: Sink,
+    ) -> Result<ReadOutcome, Fail> {
         let mut total = 0;
         let mut outcome = ReadOutcome::WouldBlock;
         // Once the handshake is done, a read without a sink would only pile up records.
@@ -230,7 +230,7 @@ impl TlsConn {
     /// Appends the rest of the last, incomplete record in `inbuf` (or the next
     /// `TLS_READ_CHUNK_BYTES` when its header is not complete) from `rd`. `None`: would block;
     /// `Some(0)`: end of stream.
-    fn read_rest_of_record<E>(&mut self, rd: &mut impl Read) -> Result<Option<usize>, Fail<E>> {
+    fn read_rest_of_record(&mut self, rd: &mut impl Read) -> Result<Option<usize>, Fail> {
         let have = self.inbuf.len();
         let cap = if self.tls.is_handshaking() {
             limits::TLS_HANDSHAKE_MAX_BYTES + limits::TLS_RECORD_MAX_BYTES
@@ -259,10 +259,10 @@ impl TlsConn {
 
     /// Runs `f` over `inbuf` (moved out for the call), then drops the bytes it consumed and
     /// frees the buffer when nothing is left.
-    fn with_inbuf<T, E>(
+    fn with_inbuf<T>(
         &mut self,
-        f: impl FnOnce(&mut Self, &mut [u8]) -> (usize, Result<T, Fail<E>>),
-    ) -> Result<T, Fail<E>> {
+        f: impl FnOnce(&mut Self, &mut [u8]) -> (usize, Result<T, Fail>),
+    ) -> Result<T, Fail> {
         let mut buf = std::mem::take(&mut self.inbuf);
         let (discard, r) = f(self, &mut buf);
         if discard < buf.len() {
@@ -275,12 +275,12 @@ impl TlsConn {
     /// Drives rustls over `buf` until it needs more input or has nothing more to do: handshake
     /// records into `out`, plaintext into `sink`, then `want` once application data may be
     /// sent. Returns the bytes of `buf` consumed and (plaintext delivered, `want` done).
-    fn pump<E>(
+    fn pump(
         &mut self,
         buf: &mut [u8],
-        sink: &mut Sink<E>,
+        sink: &mut Sink,
         want: Want<'_>,
-    ) -> (usize, Result<(bool, bool), Fail<E>>) {
+    ) -> (usize, Result<(bool, bool), Fail>) {
         if self.failed {
             let e = io::Error::new(io::ErrorKind::InvalidData, "the TLS connection failed");
             return (buf.len(), Err(Fail::Io(e)));
@@ -424,7 +424,7 @@ fn rest_of_last_record(buf: &[u8]) -> Option<usize> {
 }
 
 /// One read: `None` would block, `Some(0)` end of stream.
-fn read_some<E>(rd: &mut impl Read, buf: &mut [u8]) -> Result<Option<usize>, Fail<E>> {
+fn read_some(rd: &mut impl Read, buf: &mut [u8]) -> Result<Option<usize>, Fail> {
     loop {
         match rd.read(buf) {
             Ok(n) => return Ok(Some(n)),
@@ -532,7 +532,7 @@ mod tests {
     fn handshake(s: &mut TlsConn, c: &mut ClientConnection) {
         for _ in 0..10 {
             let mut b = client_bytes(c);
-            s.receive::<()>(&mut b, None).unwrap();
+            s.receive(&mut b, None).unwrap();
             to_client(s, c);
             if !s.is_handshaking() && !c.is_handshaking() && !c.wants_write() {
                 return;
@@ -543,7 +543,7 @@ mod tests {
 
     fn collect(s: &mut TlsConn, data: &mut [u8]) -> Vec<u8> {
         let mut got = Vec::new();
-        let mut sink = |d: &[u8]| -> Result<(), ()> {
+        let mut sink = |d: &[u8]| -> Result<(), Close> {
             got.extend_from_slice(d);
             Ok(())
         };
@@ -588,7 +588,7 @@ mod tests {
         let mut got = Vec::new();
         let mut most = 0;
         loop {
-            let mut sink = |d: &[u8]| -> Result<(), ()> {
+            let mut sink = |d: &[u8]| -> Result<(), Close> {
                 got.extend_from_slice(d);
                 Ok(())
             };
@@ -610,18 +610,18 @@ mod tests {
         let (mut s, mut c, _) = pair(false);
         // ClientHello → server flight → client Finished + CONNECT in one buffer.
         let mut b = client_bytes(&mut c);
-        s.receive::<()>(&mut b, None).unwrap();
+        s.receive(&mut b, None).unwrap();
         to_client(&mut s, &mut c);
         c.writer().write_all(b"CONNECT").unwrap();
         let mut pipe = Pipe {
             data: client_bytes(&mut c),
             max: usize::MAX,
         };
-        let out = s.read_from::<()>(&mut pipe, usize::MAX, None).unwrap();
+        let out = s.read_from(&mut pipe, usize::MAX, None).unwrap();
         assert_eq!(out, ReadOutcome::Data);
         assert!(!s.is_handshaking());
         let mut got = Vec::new();
-        let mut sink = |d: &[u8]| -> Result<(), ()> {
+        let mut sink = |d: &[u8]| -> Result<(), Close> {
             got.extend_from_slice(d);
             Ok(())
         };
@@ -646,7 +646,7 @@ mod tests {
         handshake(&mut s, &mut c);
         let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x20];
         junk.extend_from_slice(&[0x55; 32]);
-        let r = s.receive::<()>(&mut junk, None);
+        let r = s.receive(&mut junk, None);
         assert!(matches!(r, Err(Fail::Tls(_))), "{r:?}");
         assert!(s.wants_write(), "an alert is queued");
         let mut v = Vec::new();
@@ -664,9 +664,9 @@ mod tests {
         handshake(&mut s, &mut c);
         c.writer().write_all(b"bad").unwrap();
         let mut b = client_bytes(&mut c);
-        let mut sink = |_: &[u8]| -> Result<(), &'static str> { Err("malformed") };
+        let mut sink = |_: &[u8]| -> Result<(), Close> { Err(Close::Malformed("bad".into())) };
         let r = s.receive(&mut b, Some(&mut sink));
-        assert!(matches!(r, Err(Fail::Sink("malformed"))), "{r:?}");
+        assert!(matches!(r, Err(Fail::Sink(Close::Malformed(_)))), "{r:?}");
     }
 
     #[test]
@@ -680,7 +680,7 @@ mod tests {
             max: usize::MAX,
         };
         let mut got = Vec::new();
-        let mut sink = |d: &[u8]| -> Result<(), ()> {
+        let mut sink = |d: &[u8]| -> Result<(), Close> {
             got.extend_from_slice(d);
             Ok(())
         };
@@ -699,7 +699,7 @@ mod tests {
     fn plain_http_is_a_tls_error() {
         let (mut s, _, _) = pair(false);
         let mut b = b"GET / HTTP/1.0\r\n\r\n".to_vec();
-        let r = s.receive::<()>(&mut b, None);
+        let r = s.receive(&mut b, None);
         assert!(matches!(r, Err(Fail::Tls(_))), "{r:?}");
         assert_eq!(
             s.buffered_capacity() - s.out.capacity(),
@@ -724,9 +724,9 @@ mod tests {
     /// within its bound.
     fn feed(s: &mut TlsConn, data: Vec<u8>, max: usize) {
         let mut pipe = Pipe { data, max };
-        let mut sink = |_: &[u8]| -> Result<(), ()> { Ok(()) };
+        let mut sink = |_: &[u8]| -> Result<(), Close> { Ok(()) };
         loop {
-            let sink: Sink<()> = if s.is_handshaking() {
+            let sink: Sink = if s.is_handshaking() {
                 None
             } else {
                 Some(&mut sink)
