@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
@@ -27,8 +27,7 @@ use rustls::ServerConfig;
 
 use super::hub::{Hub, Outbox};
 use super::session::{Broker, Close, Session, Step};
-use super::tls::ReadOutcome;
-use super::tlsconn::{Fail, Sink, TlsConn};
+use super::tlsconn::{handshake, Fail, ReadOutcome, Sink, TlsConn};
 use crate::limits;
 use crate::workq::{Deferred, WorkItem};
 
@@ -218,52 +217,10 @@ impl Conn {
         id
     }
 
-    /// Runs the handshake until it completes and its last flight is sent; the error says
-    /// why, for a log line. A record the client sent with its last flight (its CONNECT) stays
-    /// in `tls` for [`Conn::run`].
+    /// [`handshake`] on the connection's timer (the session's first deadline re-arms it).
     async fn handshake_within(&mut self, secs: u64) -> Result<(), String> {
-        let failed = |e: Fail| format!("TLS handshake failed: {e}");
-        self.timer.set_after(Duration::from_secs(secs));
-        self.timer_at = None; // the session's first deadline re-arms it
-        loop {
-            let flushed = self.flush().map_err(|e| failed(Fail::Io(e)))?;
-            if flushed && !self.tls.is_handshaking() {
-                return Ok(());
-            }
-            if flushed {
-                let none: Sink = None;
-                match self
-                    .tls
-                    .read_from(&mut self.sock.get_ref(), usize::MAX, none)
-                    .map_err(failed)?
-                {
-                    ReadOutcome::Closed => {
-                        return Err(failed(Fail::Io(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "closed during the TLS handshake",
-                        ))))
-                    }
-                    ReadOutcome::Data => continue,
-                    ReadOutcome::WouldBlock => {}
-                }
-            }
-            let (sock, timer) = (&self.sock, &mut self.timer);
-            let ready = std::future::poll_fn(|cx| {
-                let io = if flushed {
-                    sock.poll_readable(cx)
-                } else {
-                    sock.poll_writable(cx)
-                };
-                if io.is_ready() {
-                    return Poll::Ready(true);
-                }
-                Pin::new(&mut *timer).poll(cx).map(|_| false)
-            })
-            .await;
-            if !ready {
-                return Err(format!("no TLS handshake within {secs} s: closed"));
-            }
-        }
+        self.timer_at = None;
+        handshake(&mut self.tls, &self.sock, &mut self.timer, secs).await
     }
 
     /// Sends buffered TLS records. `Ok(true)` when everything went out.

@@ -20,16 +20,33 @@
 //! and [`TlsConn::flush_to`] only move bytes between those buffers and any `Read`/`Write`
 //! (the non-blocking socket). Unit tests drive it against a rustls client in memory.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::ServerConfig;
 
 use super::session::Close;
-use super::tls::ReadOutcome;
 use crate::limits;
+
+/// What a read from the socket produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Some ciphertext was read and processed.
+    Data,
+    /// Nothing to read right now.
+    WouldBlock,
+    /// The peer closed the connection (TCP EOF or TLS close_notify).
+    Closed,
+}
 
 /// Where decrypted application data goes (the device's MQTT session); an `Err` stops the pump
 /// and is handed back. One concrete error type, so the pump is compiled once.
@@ -381,6 +398,59 @@ impl TlsConn {
             if let Ok(n) = e.encode(&mut tmp) {
                 self.out.extend_from_slice(&tmp[..n]);
             }
+        }
+    }
+}
+
+/// Runs the TLS handshake on `sock` until it completes and its last flight is sent, within
+/// `secs` (on `timer`, which the caller may reuse afterwards); the error says why, for a log
+/// line. A record the client sent with its last flight (its first request) stays in `tls` for
+/// [`TlsConn::process_buffered`].
+pub async fn handshake(
+    tls: &mut TlsConn,
+    sock: &Async<TcpStream>,
+    timer: &mut Timer,
+    secs: u64,
+) -> Result<(), String> {
+    let failed = |e: Fail| format!("TLS handshake failed: {e}");
+    timer.set_after(Duration::from_secs(secs));
+    loop {
+        let flushed = tls
+            .flush_to(&mut sock.get_ref())
+            .map_err(|e| failed(Fail::Io(e)))?;
+        if flushed && !tls.is_handshaking() {
+            return Ok(());
+        }
+        if flushed {
+            match tls
+                .read_from(&mut sock.get_ref(), usize::MAX, None)
+                .map_err(failed)?
+            {
+                ReadOutcome::Closed => {
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed during the TLS handshake",
+                    );
+                    return Err(failed(Fail::Io(eof)));
+                }
+                ReadOutcome::Data => continue,
+                ReadOutcome::WouldBlock => {}
+            }
+        }
+        let ready = std::future::poll_fn(|cx| {
+            let io = if flushed {
+                sock.poll_readable(cx)
+            } else {
+                sock.poll_writable(cx)
+            };
+            if io.is_ready() {
+                return Poll::Ready(true);
+            }
+            Pin::new(&mut *timer).poll(cx).map(|_| false)
+        })
+        .await;
+        if !ready {
+            return Err(format!("no TLS handshake within {secs} s: closed"));
         }
     }
 }
