@@ -2,8 +2,7 @@
 # Builds an OpenWrt .ipk straight from a musl binary (no SDK needed):
 #   openwrt/build-ipk.sh OPENWRT_ARCH BINARY [OUTDIR]   (OUTDIR defaults to dist/openwrt)
 # OPENWRT_ARCH is one of the package architectures in openwrt/arches.txt.
-# Format as OpenWrt's ipkg-build writes it: a gzip'ed tar of ./debian-binary,
-# ./data.tar.gz and ./control.tar.gz, owned by 0:0, sorted, mtime from SOURCE_DATE_EPOCH.
+# Format: openwrt/ipk.sh (as OpenWrt's ipkg-build writes it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 2 ] || { echo "usage: $0 OPENWRT_ARCH BINARY [OUTDIR]" >&2; exit 2; }
@@ -11,22 +10,14 @@ ARCH=$1 BIN=$2 OUT=${3:-$ROOT/dist/openwrt}
 grep -q "^$ARCH " "$ROOT/openwrt/arches.txt" || { echo "unknown OpenWrt arch '$ARCH'" >&2; exit 2; }
 [ -f "$BIN" ] || { echo "no binary at $BIN (build it with musl/build.sh)" >&2; exit 2; }
 
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)
-RELEASE=$(sed -n 's/^PKG_RELEASE:=//p' "$ROOT/openwrt/sprig/Makefile")
-PKGVER="$VERSION-r$RELEASE"
+. "$ROOT/openwrt/ipk.sh"
 FILES="$ROOT/openwrt/sprig/files"
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)}
-TAR=(tar --format=gnu --owner=0 --group=0 --numeric-owner --sort=name --mtime="@$SOURCE_DATE_EPOCH")
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-data=$work/data ctrl=$work/control
 install -d -m 0755 "$data/usr/bin" "$data/etc/init.d" "$data/etc/config" "$ctrl"
 install -m 0755 "$BIN" "$data/usr/bin/sprig"
 install -m 0755 "$FILES/sprig.init" "$data/etc/init.d/sprig"
 install -m 0600 "$FILES/sprig.config" "$data/etc/config/sprig"  # = OpenWrt INSTALL_CONF
 
-installed_size=$(find "$data" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+installed_size=$(ipk_installed_size)
 cat > "$ctrl/control" <<CONTROL
 Package: sprig
 Version: $PKGVER
@@ -60,10 +51,4 @@ SCRIPT
 chmod 0755 "$ctrl/postinst" "$ctrl/prerm"
 chmod 0644 "$ctrl/control" "$ctrl/conffiles"
 
-(cd "$data" && "${TAR[@]}" -cf - . | gzip -9n > "$work/data.tar.gz")
-(cd "$ctrl" && "${TAR[@]}" -cf - . | gzip -9n > "$work/control.tar.gz")
-echo "2.0" > "$work/debian-binary"
-mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-ipk="$OUT/sprig_${PKGVER}_${ARCH}.ipk"
-(cd "$work" && "${TAR[@]}" -cf - ./debian-binary ./data.tar.gz ./control.tar.gz | gzip -9n > "$ipk")
-echo "$ipk"
+ipk_pack "$OUT" "sprig_${PKGVER}_${ARCH}.ipk"

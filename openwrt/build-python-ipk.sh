@@ -6,25 +6,17 @@
 # modules the runtime imports: logging (python3-logging), http.client (python3-email for
 # email.parser, python3-urllib for urllib.parse).
 #   openwrt/build-python-ipk.sh [OUTDIR]   (OUTDIR defaults to dist/openwrt/all)
-# Same outer format as build-ipk.sh.
+# Same outer format as build-ipk.sh (openwrt/ipk.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/dist/openwrt/all}
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)
-RELEASE=$(sed -n 's/^PKG_RELEASE:=//p' "$ROOT/openwrt/sprig/Makefile")
-PKGVER="$VERSION-r$RELEASE"
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)}
-TAR=(tar --format=gnu --owner=0 --group=0 --numeric-owner --sort=name --mtime="@$SOURCE_DATE_EPOCH")
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-data=$work/data ctrl=$work/control
+. "$ROOT/openwrt/ipk.sh"
 dest=$data/usr/share/sprig/runtime/python
 install -d -m 0755 "$dest/greengrass_common" "$dest/greengrass_ipc_python_sdk" "$ctrl"
 (cd "$ROOT/runtime/python" && for f in sprig_lambda_runtime.py greengrass_common/*.py greengrass_ipc_python_sdk/*.py; do
   install -m 0644 "$f" "$dest/$f"
 done)
-installed_size=$(find "$data" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+installed_size=$(ipk_installed_size)
 cat > "$ctrl/control" <<CONTROL
 Package: sprig-python
 Version: $PKGVER
@@ -40,10 +32,4 @@ Description:  Python Lambda runtime for sprig: runs Greengrass v1 Python functio
  Greengrass Core SDK vendored in their code) on the sprig core.
 CONTROL
 chmod 0644 "$ctrl/control"
-(cd "$data" && "${TAR[@]}" -cf - . | gzip -9n > "$work/data.tar.gz")
-(cd "$ctrl" && "${TAR[@]}" -cf - . | gzip -9n > "$work/control.tar.gz")
-echo "2.0" > "$work/debian-binary"
-mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-ipk="$OUT/sprig-python_${PKGVER}_all.ipk"
-(cd "$work" && "${TAR[@]}" -cf - ./debian-binary ./data.tar.gz ./control.tar.gz | gzip -9n > "$ipk")
-echo "$ipk"
+ipk_pack "$OUT" "sprig-python_${PKGVER}_all.ipk"

@@ -219,10 +219,10 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // GGShadowService calls from functions go straight to the shadow service.
     runner.set_shadow(shadows.clone());
     let weak_hub = Rc::downgrade(&hub);
-    runner.set_room_check(Box::new(move |source, topic| {
+    runner.set_all_or_none(Box::new(move |item| {
         weak_hub
             .upgrade()
-            .is_some_and(|h| h.targets_have_room(source, topic))
+            .is_some_and(|h| h.deliver_all_or_none(item))
     }));
     {
         let (r1, r2) = (runner.clone(), runner.clone());
@@ -279,13 +279,15 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     };
     #[cfg(not(feature = "stream-manager"))]
     let streams_run = future::pending::<()>();
-    future::or(
+    // Polled only when one of its own wakers fired, not on every wake-up of the event loop
+    // (each re-poll retried every listener's accept: src/wake.rs).
+    crate::wake::when_woken(future::or(
         future::or(
             broker::run_listener(hub.clone(), ex, listener, slot),
             discovery_listener,
         ),
         future::or(runner.run(ex), future::or(streams_run, shutdown.wait())),
-    )
+    ))
     .await;
     runner.stop().await;
     if let Some(c) = &cloud {

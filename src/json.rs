@@ -4,8 +4,19 @@
 //! (`coreThing.keepAlive`), objects must keep key order and reject duplicate keys, and the
 //! shadow service needs a DOM. Bounded: the caller gives the largest document and the deepest
 //! nesting accepted; the reader never panics and never recurses deeper than `max_depth`.
+//!
+//! One parser, two shapes. [`Doc::parse`] reads a document into a compact read-only tree: one
+//! flat array of 8-byte nodes in document order (a tag, an offset into the source or a
+//! container's end, a length or member count); strings without escapes stay slices of the
+//! source, strings with escapes are unescaped into one side buffer. [`Node`] is a `Copy`
+//! handle into it. The config readers use it (group.json: 200 devices and 10,000
+//! subscriptions, ARCHITECTURE.md "The group-parse transient"). [`parse`] builds the owned,
+//! mutable [`Value`] from that tree, for the shadow service and other small documents.
 
 use std::fmt;
+use std::hash::BuildHasher;
+
+use crate::limits::JSON_TREE_MAX_BYTES;
 
 /// A parsed JSON value. Objects keep their keys in document order.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,46 +103,384 @@ impl fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
-/// Parses one JSON document of at most `max_bytes` bytes, nested at most `max_depth` levels.
-/// A leading UTF-8 byte order mark is skipped.
+/// Parses one JSON document of at most `max_bytes` bytes, nested at most `max_depth` levels,
+/// into an owned [`Value`] (built from the [`Doc`] tree). A leading UTF-8 byte order mark is
+/// skipped.
 pub fn parse(bytes: &[u8], max_bytes: usize, max_depth: usize) -> Result<Value, JsonError> {
-    if bytes.len() > max_bytes {
-        return Err(JsonError {
-            kind: JsonErrorKind::TooLarge(bytes.len(), max_bytes),
-            line: 1,
-            column: 1,
-            path: String::new(),
-        });
+    Doc::parse(bytes, max_bytes, max_depth).map(|d| d.root().to_value())
+}
+
+// Node tags, in the top 4 bits of `Raw::a`; the low 28 bits are an offset (scalars, strings)
+// or the index after the subtree (arrays, objects).
+const T_NULL: u32 = 0;
+const T_TRUE: u32 = 1;
+const T_FALSE: u32 = 2;
+/// A number that is `Value::Int`: `a` = offset of its text in the source, `b` = length.
+const T_INT: u32 = 3;
+/// Any other number, as `T_INT`.
+const T_FLOAT: u32 = 4;
+/// A string without escapes: `a` = offset in the source, `b` = byte length.
+const T_STR: u32 = 5;
+/// A string with escapes, unescaped: `a` = offset in the side buffer, `b` = byte length.
+const T_STR_ESC: u32 = 6;
+/// `a` = index after the last node of the array, `b` = number of elements.
+const T_ARRAY: u32 = 7;
+/// `a` = index after the object's last node, `b` = number of members. Each member is two
+/// nodes: the key (`T_STR`/`T_STR_ESC`), then the value.
+const T_OBJECT: u32 = 8;
+const TAG_SHIFT: u32 = 28;
+const LOW_MASK: u32 = (1 << TAG_SHIFT) - 1;
+
+/// One node of a [`Doc`]: 8 bytes, no padding.
+#[derive(Clone, Copy, Debug)]
+struct Raw {
+    a: u32,
+    b: u32,
+}
+
+impl Raw {
+    fn new(tag: u32, low: usize, b: usize) -> Raw {
+        // Both fit: the source is under JSON_TREE_MAX_BYTES (2^28) bytes and every node,
+        // string byte and side-buffer byte comes from at least one source byte.
+        Raw {
+            a: (tag << TAG_SHIFT) | (low as u32 & LOW_MASK),
+            b: b as u32,
+        }
     }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let (line, column) = line_col(bytes, e.valid_up_to());
+    fn tag(self) -> u32 {
+        self.a >> TAG_SHIFT
+    }
+    fn low(self) -> usize {
+        (self.a & LOW_MASK) as usize
+    }
+}
+
+/// A parsed document: a compact read-only tree over the source bytes it borrows.
+#[derive(Debug)]
+pub struct Doc<'s> {
+    text: &'s str,
+    nodes: Vec<Raw>,
+    /// Strings that had escapes, unescaped, one after another.
+    side: String,
+}
+
+impl<'s> Doc<'s> {
+    /// Parses one JSON document of at most `max_bytes` bytes (and at most
+    /// [`JSON_TREE_MAX_BYTES`]), nested at most `max_depth` levels. A leading UTF-8 byte order
+    /// mark is skipped. The tree borrows `bytes`.
+    pub fn parse(
+        bytes: &'s [u8],
+        max_bytes: usize,
+        max_depth: usize,
+    ) -> Result<Doc<'s>, JsonError> {
+        let max_bytes = max_bytes.min(JSON_TREE_MAX_BYTES - 1);
+        if bytes.len() > max_bytes {
             return Err(JsonError {
-                kind: JsonErrorKind::InvalidUtf8,
-                line,
-                column,
+                kind: JsonErrorKind::TooLarge(bytes.len(), max_bytes),
+                line: 1,
+                column: 1,
                 path: String::new(),
             });
         }
-    };
-    let mut p = Parser {
-        s: text.as_bytes(),
-        pos: 0,
-        max_depth,
-        path: Vec::new(),
-    };
-    let result = p.value(0).and_then(|v| {
-        p.skip_ws();
-        if p.pos < p.s.len() {
-            Err(JsonErrorKind::TrailingCharacters)
-        } else {
-            Ok(v)
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let (line, column) = line_col(bytes, e.valid_up_to());
+                return Err(JsonError {
+                    kind: JsonErrorKind::InvalidUtf8,
+                    line,
+                    column,
+                    path: String::new(),
+                });
+            }
+        };
+        // Sized once from a first pass: the 10,000-element arrays of a large group never make
+        // the node array double (and copy) while it is filled.
+        let (nodes, side) = capacity(text.as_bytes());
+        let mut p = Parser {
+            text,
+            s: text.as_bytes(),
+            pos: 0,
+            max_depth,
+            nodes: Vec::with_capacity(nodes),
+            side: String::with_capacity(side),
+            path: Vec::new(),
+            hasher: None,
+        };
+        let result = p.value(0).and_then(|()| {
+            p.skip_ws();
+            if p.pos < p.s.len() {
+                Err(JsonErrorKind::TrailingCharacters)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => Ok(Doc {
+                text,
+                nodes: p.nodes,
+                side: p.side,
+            }),
+            Err(kind) => Err(p.error(kind)),
         }
-    });
-    result.map_err(|kind| p.error(kind))
+    }
+
+    /// The top-level value.
+    pub fn root(&self) -> Node<'_> {
+        Node { doc: self, i: 0 }
+    }
+
+    /// Heap bytes the tree holds (nodes and side buffer), not counting the source.
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Raw>() + self.side.capacity()
+    }
+
+    fn raw(&self, i: usize) -> Raw {
+        // Every index handed out is a node's; a missing one reads as null, never a panic.
+        self.nodes.get(i).copied().unwrap_or(Raw { a: 0, b: 0 })
+    }
+
+    /// The index after node `i`'s subtree.
+    fn next(&self, i: usize) -> usize {
+        let r = self.raw(i);
+        match r.tag() {
+            T_ARRAY | T_OBJECT => r.low(),
+            _ => i + 1,
+        }
+    }
+
+    /// The string (or key) at node `i`.
+    fn str_at(&self, i: usize) -> Option<&str> {
+        let r = self.raw(i);
+        let (start, len) = (r.low(), r.b as usize);
+        match r.tag() {
+            T_STR => self.text.get(start..start + len),
+            T_STR_ESC => self.side.get(start..start + len),
+            _ => None,
+        }
+    }
+
+    /// The source text of the number at node `i`.
+    fn number_text(&self, i: usize) -> &str {
+        let r = self.raw(i);
+        self.text.get(r.low()..r.low() + r.b as usize).unwrap_or("")
+    }
 }
+
+/// Nodes and side-buffer bytes a document needs at most. Outside strings every node but the
+/// root follows a `,`, `:`, `[` or `{` (a key follows `{` or `,`, its value `:`); a string with
+/// an escape needs at most its raw length in the side buffer.
+fn capacity(s: &[u8]) -> (usize, usize) {
+    let (mut nodes, mut side, mut i) = (1usize, 0usize, 0usize);
+    while i < s.len() {
+        match s[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut escaped = false;
+                i += 1;
+                while i < s.len() && s[i] != b'"' {
+                    if s[i] == b'\\' {
+                        escaped = true;
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                if escaped {
+                    side += i.min(s.len()) - start;
+                }
+            }
+            b',' | b':' | b'[' | b'{' => nodes += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    // Every node takes at least one source byte: a bound for hostile input too.
+    (nodes.min(s.len() + 1), side)
+}
+
+/// A value in a [`Doc`]: a small `Copy` handle.
+#[derive(Clone, Copy)]
+pub struct Node<'d> {
+    doc: &'d Doc<'d>,
+    i: usize,
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_value(), f)
+    }
+}
+
+impl<'d> Node<'d> {
+    fn raw(self) -> Raw {
+        self.doc.raw(self.i)
+    }
+
+    /// The member `key` of an object; `None` for a missing key or a non-object.
+    pub fn get(self, key: &str) -> Option<Node<'d>> {
+        self.as_object()?.find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn as_str(self) -> Option<&'d str> {
+        self.doc.str_at(self.i)
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self.raw().tag() {
+            T_TRUE => Some(true),
+            T_FALSE => Some(false),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(self) -> bool {
+        self.raw().tag() == T_NULL
+    }
+
+    /// The value as an integer, if it is a number with no fractional part (as
+    /// [`Value::as_i64`]).
+    pub fn as_i64(self) -> Option<i64> {
+        self.number().and_then(|v| v.as_i64())
+    }
+
+    /// A number as `Value::Int` or `Value::Float`; `None` for anything else.
+    fn number(self) -> Option<Value> {
+        // The text was checked while parsing: an `i64` for T_INT, a finite `f64` for T_FLOAT.
+        let text = self.doc.number_text(self.i);
+        match self.raw().tag() {
+            T_INT => text.parse().ok().map(Value::Int),
+            T_FLOAT => text.parse().ok().map(Value::Float),
+            _ => None,
+        }
+    }
+
+    /// The elements of an array.
+    pub fn as_array(self) -> Option<Items<'d>> {
+        let r = self.raw();
+        (r.tag() == T_ARRAY).then_some(Items {
+            doc: self.doc,
+            at: self.i + 1,
+            left: r.b as usize,
+        })
+    }
+
+    /// The members of an object, in document order.
+    pub fn as_object(self) -> Option<Members<'d>> {
+        let r = self.raw();
+        (r.tag() == T_OBJECT).then_some(Members {
+            doc: self.doc,
+            at: self.i + 1,
+            left: r.b as usize,
+        })
+    }
+
+    /// A scalar as a [`Value`]; containers read as `Null` (see [`Node::to_value`]).
+    fn scalar(self) -> Value {
+        let r = self.raw();
+        match r.tag() {
+            T_TRUE => Value::Bool(true),
+            T_FALSE => Value::Bool(false),
+            T_INT | T_FLOAT => self.number().unwrap_or(Value::Null),
+            T_STR | T_STR_ESC => Value::String(self.as_str().unwrap_or_default().to_string()),
+            _ => Value::Null,
+        }
+    }
+
+    /// An owned copy of this value and everything under it.
+    pub fn to_value(self) -> Value {
+        if let Some(items) = self.as_array() {
+            Value::Array(items.map(Node::to_value).collect())
+        } else if let Some(members) = self.as_object() {
+            Value::Object(
+                members
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            )
+        } else {
+            self.scalar()
+        }
+    }
+
+    /// "a string", "an object", ...: for messages that say what was found.
+    pub fn kind_name(self) -> &'static str {
+        match self.raw().tag() {
+            T_NULL => "null",
+            T_TRUE | T_FALSE => "a boolean",
+            T_INT | T_FLOAT => "a number",
+            T_STR | T_STR_ESC => "a string",
+            T_ARRAY => "an array",
+            _ => "an object",
+        }
+    }
+
+    /// A short rendering for error messages, as [`Value::describe`].
+    pub fn describe(self) -> String {
+        match self.raw().tag() {
+            T_ARRAY | T_OBJECT => self.kind_name().to_string(),
+            _ => self.scalar().describe(),
+        }
+    }
+}
+
+/// The elements of an array [`Node`]; knows its length.
+#[derive(Clone)]
+pub struct Items<'d> {
+    doc: &'d Doc<'d>,
+    at: usize,
+    left: usize,
+}
+
+impl<'d> Iterator for Items<'d> {
+    type Item = Node<'d>;
+    fn next(&mut self) -> Option<Node<'d>> {
+        if self.left == 0 {
+            return None;
+        }
+        let n = Node {
+            doc: self.doc,
+            i: self.at,
+        };
+        self.at = self.doc.next(self.at);
+        self.left -= 1;
+        Some(n)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Items<'_> {}
+
+/// The (key, value) members of an object [`Node`], in document order; knows its length.
+#[derive(Clone)]
+pub struct Members<'d> {
+    doc: &'d Doc<'d>,
+    at: usize,
+    left: usize,
+}
+
+impl<'d> Iterator for Members<'d> {
+    type Item = (&'d str, Node<'d>);
+    fn next(&mut self) -> Option<(&'d str, Node<'d>)> {
+        if self.left == 0 {
+            return None;
+        }
+        let key = self.doc.str_at(self.at).unwrap_or_default();
+        let v = Node {
+            doc: self.doc,
+            i: self.at + 1,
+        };
+        self.at = self.doc.next(self.at + 1);
+        self.left -= 1;
+        Some((key, v))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Members<'_> {}
 
 /// 1-based line and character column of byte `offset`.
 fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
@@ -150,16 +499,25 @@ fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
 }
 
 enum Seg {
-    Key(String),
+    /// The key node of the member being read.
+    Key(usize),
     Index(usize),
 }
 
+/// Objects with at least this many members check duplicate keys with a set of key hashes.
+const LINEAR_KEY_CHECK: usize = 16;
+
 struct Parser<'a> {
+    text: &'a str,
     s: &'a [u8],
     pos: usize,
     max_depth: usize,
+    nodes: Vec<Raw>,
+    side: String,
     /// Where we are, for error messages.
     path: Vec<Seg>,
+    /// Keyed at random once per document (no crafted collisions), for big objects.
+    hasher: Option<std::collections::hash_map::RandomState>,
 }
 
 impl Parser<'_> {
@@ -169,8 +527,41 @@ impl Parser<'_> {
             kind,
             line,
             column,
-            path: render_path(&self.path),
+            path: self.render_path(),
         }
+    }
+
+    fn render_path(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.path {
+            match seg {
+                Seg::Key(i) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(self.key(*i));
+                }
+                Seg::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+
+    /// The string at node `i` (a key) while the tree is being built.
+    fn key(&self, i: usize) -> &str {
+        let Some(r) = self.nodes.get(i) else {
+            return "";
+        };
+        let (start, end) = (r.low(), r.low() + r.b as usize);
+        match r.tag() {
+            T_STR => self.text.get(start..end),
+            _ => self.side.get(start..end),
+        }
+        .unwrap_or_default()
     }
 
     fn skip_ws(&mut self) {
@@ -202,38 +593,70 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, JsonErrorKind> {
+    fn value(&mut self, depth: usize) -> Result<(), JsonErrorKind> {
         self.skip_ws();
         match self.peek() {
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
-            Some(b'"') => self.string().map(Value::String),
+            Some(b'"') => self.string(),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b't') => self.literal(b"true", Value::Bool(true)),
-            Some(b'f') => self.literal(b"false", Value::Bool(false)),
-            Some(b'n') => self.literal(b"null", Value::Null),
+            Some(b't') => self.literal(b"true", T_TRUE),
+            Some(b'f') => self.literal(b"false", T_FALSE),
+            Some(b'n') => self.literal(b"null", T_NULL),
             _ => Err(self.unexpected()),
         }
     }
 
-    fn literal(&mut self, word: &[u8], v: Value) -> Result<Value, JsonErrorKind> {
+    fn literal(&mut self, word: &[u8], tag: u32) -> Result<(), JsonErrorKind> {
         for &b in word {
             self.expect(b)?;
         }
-        Ok(v)
+        self.nodes.push(Raw::new(tag, 0, 0));
+        Ok(())
     }
 
-    fn object(&mut self, depth: usize) -> Result<Value, JsonErrorKind> {
+    /// Fills in a container's end and count once its last node is written.
+    fn close(&mut self, at: usize, tag: u32, count: usize) {
+        let end = self.nodes.len();
+        if let Some(r) = self.nodes.get_mut(at) {
+            *r = Raw::new(tag, end, count);
+        }
+    }
+
+    /// Whether the key at node `key` was already a key of the object at node `obj` (whose
+    /// first `count` members are complete).
+    fn seen_before(&self, obj: usize, count: usize, key: usize) -> bool {
+        let name = self.key(key);
+        let mut at = obj + 1;
+        for _ in 0..count {
+            if self.key(at) == name {
+                return true;
+            }
+            // The value after the key: a container's end, else the next node.
+            let v = self.nodes.get(at + 1).copied();
+            at = match v.map(|r| r.tag()) {
+                Some(T_ARRAY | T_OBJECT) => v.map_or(at + 2, |r| r.low()),
+                _ => at + 2,
+            };
+        }
+        false
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), JsonErrorKind> {
         if depth > self.max_depth {
             return Err(JsonErrorKind::TooDeep(self.max_depth));
         }
         self.pos += 1; // '{'
-        let mut members: Vec<(String, Value)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let me = self.nodes.len();
+        self.nodes.push(Raw::new(T_OBJECT, 0, 0));
+        let mut count = 0;
+        // Hashes of the keys so far, once the object is big (a hostile object can be huge).
+        let mut hashes = std::collections::HashSet::new();
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Value::Object(members));
+            self.close(me, T_OBJECT, 0);
+            return Ok(());
         }
         loop {
             self.skip_ws();
@@ -241,70 +664,84 @@ impl Parser<'_> {
                 return Err(self.unexpected());
             }
             let key_pos = self.pos;
-            let key = self.string()?;
-            // Linear scan for small objects; a set once they grow (a hostile object can be huge).
-            let dup = if members.len() < 16 {
-                members.iter().any(|(k, _)| *k == key)
+            let key = self.nodes.len();
+            self.string()?;
+            let dup = if count < LINEAR_KEY_CHECK {
+                self.seen_before(me, count, key)
             } else {
-                if seen.is_empty() {
-                    seen.extend(members.iter().map(|(k, _)| k.clone()));
+                let h = self
+                    .hasher
+                    .get_or_insert_with(std::collections::hash_map::RandomState::new)
+                    .clone();
+                if hashes.is_empty() {
+                    let mut at = me + 1;
+                    for _ in 0..count {
+                        hashes.insert(h.hash_one(self.key(at)));
+                        at = match self.nodes.get(at + 1).copied() {
+                            Some(r) if matches!(r.tag(), T_ARRAY | T_OBJECT) => r.low(),
+                            _ => at + 2,
+                        };
+                    }
                 }
-                !seen.insert(key.clone())
+                // A hash seen before is a duplicate only if the key really is one.
+                !hashes.insert(h.hash_one(self.key(key))) && self.seen_before(me, count, key)
             };
             if dup {
                 self.pos = key_pos;
-                return Err(JsonErrorKind::DuplicateKey(key));
+                return Err(JsonErrorKind::DuplicateKey(self.key(key).to_string()));
             }
             self.skip_ws();
             self.expect(b':')?;
             self.path.push(Seg::Key(key));
-            let v = self.value(depth)?;
-            let key = match self.path.pop() {
-                Some(Seg::Key(k)) => k,
-                _ => String::new(), // not reached: the key was pushed just above
-            };
-            members.push((key, v));
+            self.value(depth)?;
+            self.path.pop();
+            count += 1;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(Value::Object(members));
+                    self.close(me, T_OBJECT, count);
+                    return Ok(());
                 }
                 _ => return Err(self.unexpected()),
             }
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Value, JsonErrorKind> {
+    fn array(&mut self, depth: usize) -> Result<(), JsonErrorKind> {
         if depth > self.max_depth {
             return Err(JsonErrorKind::TooDeep(self.max_depth));
         }
         self.pos += 1; // '['
-        let mut items = Vec::new();
+        let me = self.nodes.len();
+        self.nodes.push(Raw::new(T_ARRAY, 0, 0));
+        let mut count = 0;
         self.skip_ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(Value::Array(items));
+            self.close(me, T_ARRAY, 0);
+            return Ok(());
         }
         loop {
-            self.path.push(Seg::Index(items.len()));
-            let v = self.value(depth)?;
+            self.path.push(Seg::Index(count));
+            self.value(depth)?;
             self.path.pop();
-            items.push(v);
+            count += 1;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(Value::Array(items));
+                    self.close(me, T_ARRAY, count);
+                    return Ok(());
                 }
                 _ => return Err(self.unexpected()),
             }
         }
     }
 
-    fn number(&mut self) -> Result<Value, JsonErrorKind> {
+    fn number(&mut self) -> Result<(), JsonErrorKind> {
         let start = self.pos;
         let mut integral = true;
         if self.peek() == Some(b'-') {
@@ -334,16 +771,21 @@ impl Parser<'_> {
             }
             self.digits();
         }
-        // The slice is ASCII digits and signs, so it is valid UTF-8.
-        let text = std::str::from_utf8(&self.s[start..self.pos])
-            .map_err(|_| JsonErrorKind::InvalidNumber)?;
-        if integral {
-            if let Ok(i) = text.parse::<i64>() {
-                return Ok(Value::Int(i));
-            }
+        let len = self.pos - start;
+        // The slice is ASCII digits and signs.
+        let text = self
+            .text
+            .get(start..self.pos)
+            .ok_or(JsonErrorKind::InvalidNumber)?;
+        if integral && text.parse::<i64>().is_ok() {
+            self.nodes.push(Raw::new(T_INT, start, len));
+            return Ok(());
         }
         match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            Ok(f) if f.is_finite() => {
+                self.nodes.push(Raw::new(T_FLOAT, start, len));
+                Ok(())
+            }
             _ => {
                 self.pos = start;
                 Err(JsonErrorKind::InvalidNumber)
@@ -372,10 +814,13 @@ impl Parser<'_> {
         Ok(v)
     }
 
-    /// Reads a string starting at its opening quote; returns it unescaped.
-    fn string(&mut self) -> Result<String, JsonErrorKind> {
+    /// Reads a string starting at its opening quote into one node: a slice of the source when
+    /// it has no escapes, else unescaped into the side buffer.
+    fn string(&mut self) -> Result<(), JsonErrorKind> {
         self.pos += 1; // '"'
-        let mut out = String::new();
+        let start = self.pos;
+        // Side-buffer offset once an escape was met.
+        let mut side_start = None;
         loop {
             let run_start = self.pos;
             while let Some(b) = self.peek() {
@@ -385,17 +830,33 @@ impl Parser<'_> {
                 self.pos += 1;
             }
             // Runs end on ASCII bytes, so they are whole UTF-8 sequences of valid input.
-            out.push_str(
-                std::str::from_utf8(&self.s[run_start..self.pos])
-                    .map_err(|_| JsonErrorKind::InvalidUtf8)?,
-            );
+            let run = self
+                .text
+                .get(run_start..self.pos)
+                .ok_or(JsonErrorKind::InvalidUtf8)?;
+            if side_start.is_some() {
+                self.side.push_str(run);
+            }
             match self.peek() {
                 None => return Err(JsonErrorKind::UnexpectedEnd),
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(out);
+                    let node = match side_start {
+                        None => Raw::new(T_STR, start, self.pos - 1 - start),
+                        Some(at) => Raw::new(T_STR_ESC, at, self.side.len() - at),
+                    };
+                    self.nodes.push(node);
+                    return Ok(());
                 }
                 Some(b'\\') => {
+                    if side_start.is_none() {
+                        side_start = Some(self.side.len());
+                        let before = self
+                            .text
+                            .get(start..self.pos)
+                            .ok_or(JsonErrorKind::InvalidUtf8)?;
+                        self.side.push_str(before);
+                    }
                     self.pos += 1;
                     let c = match self.peek() {
                         None => return Err(JsonErrorKind::UnexpectedEnd),
@@ -415,13 +876,13 @@ impl Parser<'_> {
                                     self.pos = escape_start;
                                 }
                             })?;
-                            out.push(c);
+                            self.side.push(c);
                             continue;
                         }
                         Some(_) => return Err(JsonErrorKind::InvalidEscape),
                     };
                     self.pos += 1;
-                    out.push(c);
+                    self.side.push(c);
                 }
                 Some(_) => return Err(JsonErrorKind::ControlCharacter),
             }
@@ -448,26 +909,6 @@ impl Parser<'_> {
         };
         char::from_u32(code).ok_or(JsonErrorKind::LoneSurrogate)
     }
-}
-
-fn render_path(path: &[Seg]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Seg::Index(i) => {
-                out.push('[');
-                out.push_str(&i.to_string());
-                out.push(']');
-            }
-        }
-    }
-    out
 }
 
 impl Value {
@@ -817,6 +1258,58 @@ mod tests {
         );
         assert_eq!(to_string(&Value::String("\u{1}".into())), r#""\u0001""#);
         assert_eq!(to_string(&Value::Float(f64::NAN)), "null");
+    }
+
+    #[test]
+    fn tree_handles() {
+        assert_eq!(std::mem::size_of::<Raw>(), 8);
+        let text = br#"{"a":[1,2.5,"x\ny",[]],"k\u00e9":{"b":null,"c":true},"n":-3}"#;
+        let doc = Doc::parse(text, 1024, 8).unwrap();
+        let root = doc.root();
+        let a: Vec<Node> = root.get("a").and_then(Node::as_array).unwrap().collect();
+        assert_eq!(a.len(), 4);
+        assert_eq!(
+            (a[0].as_i64(), a[1].as_i64(), a[2].as_i64()),
+            (Some(1), None, None)
+        );
+        assert_eq!(a[2].as_str(), Some("x\ny"));
+        assert_eq!(a[3].as_array().map(|i| i.len()), Some(0));
+        let keys: Vec<&str> = root.as_object().unwrap().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "k\u{e9}", "n"]);
+        let inner = root.get("k\u{e9}").unwrap();
+        assert!(inner.get("b").unwrap().is_null());
+        assert_eq!(inner.get("c").and_then(Node::as_bool), Some(true));
+        assert_eq!(root.get("n").and_then(Node::as_i64), Some(-3));
+        assert!(root.get("zz").is_none() && a[0].get("a").is_none());
+        assert_eq!(
+            (root.kind_name(), a[1].describe()),
+            ("an object", "2.5".into())
+        );
+        assert_eq!(root.to_value(), parse(text, 1024, 8).unwrap());
+        // Only the two strings with escapes are copied; the rest are slices of the source.
+        assert_eq!(doc.side.len(), "x\nyk\u{e9}".len());
+        let plain = Doc::parse(br#"{"a":["b","c"]}"#, 100, 4).unwrap();
+        assert_eq!(plain.side.capacity(), 0);
+        assert_eq!(plain.nodes.len(), plain.nodes.capacity());
+    }
+
+    #[test]
+    fn escaped_keys_in_paths_and_duplicates() {
+        let e = p("{\"k\\u00e9\": [1,,2]}").unwrap_err();
+        assert_eq!(e.path, "k\u{e9}[1]");
+        let mut s = String::from("{");
+        for i in 0..40 {
+            s.push_str(&format!("\"k{i}\":{i},"));
+        }
+        s.push_str(r#""k\u0035\u0030":0,"k\u0033\u0039":1}"#);
+        assert_eq!(
+            kind(s.as_bytes()),
+            JsonErrorKind::DuplicateKey("k39".into())
+        );
+        assert_eq!(
+            kind(br#"{"a":1,"\u0061":2}"#),
+            JsonErrorKind::DuplicateKey("a".into())
+        );
     }
 
     #[test]

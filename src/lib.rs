@@ -43,6 +43,8 @@ pub mod deploy;
 pub mod discovery;
 pub mod ipc;
 pub mod lambda;
+/// The accept side of the discovery, stream manager and Lambda IPC servers.
+pub mod listen;
 pub mod logging;
 pub mod pki;
 pub mod status;
@@ -50,3 +52,4 @@ pub mod status;
 pub mod streams;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod wake;

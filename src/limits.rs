@@ -8,11 +8,19 @@
 pub const MAX_CONFIG_JSON_BYTES: usize = 64 * 1024;
 
 /// Largest group.json accepted, in bytes. 200 devices and 10,000 subscriptions with long ARNs
-/// fit in about 3 MiB (a 2.2 MB one: `sprig check` 0.15 s, 14 MB peak RSS on x86_64, release).
+/// fit in about 3 MiB (a 2.1 MB one: `sprig check` 0.12 s, 7.0 MB peak RSS on x86_64, musl
+/// release; 13.6 MB before the compact JSON tree, issue 13 §7).
 pub const MAX_GROUP_JSON_BYTES: usize = 4 * 1024 * 1024;
 
 /// Deepest JSON nesting accepted in any document sprig reads.
 pub const MAX_JSON_DEPTH: usize = 32;
+
+// ---- The group-parse transient (issue 13 §7: src/json.rs `Doc`) ----
+
+/// Largest document `json::Doc` can hold, in bytes (exclusive): its 8-byte nodes keep source
+/// offsets and node indexes in 28 bits (256 MiB). Far above every caller's own limit
+/// (`MAX_GROUP_JSON_BYTES` is the largest); a bigger one is refused as too large.
+pub const JSON_TREE_MAX_BYTES: usize = 1 << 28;
 
 /// Devices in one group (guide: "up to 200 devices" per group).
 pub const MAX_GROUP_DEVICES: usize = 200;

@@ -12,6 +12,7 @@
 //! beyond the caller's reusable output vector.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::config::{Endpoint, Subscription};
 use crate::topic;
@@ -19,11 +20,63 @@ use crate::topic;
 /// An endpoint of the group, interned by the [`Router`] that issued it.
 pub type EndpointId = u32;
 
+/// A map on the message path, looked up once or more per message: FxHash (the multiply-rotate
+/// hash rustc uses) instead of std's SipHash, which cost about 1,200 instructions per routed
+/// message (ARCHITECTURE.md, "The path of a message, per message"). Safe from hash flooding
+/// here: the keys are inserted from group.json (subjects, endpoints) or by authenticated
+/// devices (their own thing name); what a device sends is only looked up.
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// See [`FastMap`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(i.into());
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(i.into());
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// One node of a source's topic trie. Children are indices into `Router::nodes`.
 #[derive(Debug, Default)]
 struct Node {
     /// Children by literal level.
-    literal: HashMap<Box<str>, u32>,
+    literal: FastMap<Box<str>, u32>,
     /// The child for a `+` level.
     plus: Option<u32>,
     /// Targets of subjects ending here (`a/b` ends at the `b` node).
@@ -37,9 +90,9 @@ struct Node {
 #[derive(Debug, Default)]
 pub struct Router {
     endpoints: Vec<Endpoint>,
-    ids: HashMap<Endpoint, EndpointId>,
+    ids: FastMap<Endpoint, EndpointId>,
     /// Trie root of every endpoint that is the Source of at least one subscription.
-    roots: HashMap<EndpointId, u32>,
+    roots: FastMap<EndpointId, u32>,
     nodes: Vec<Node>,
     /// Per target device: the Subjects routed to it (for `may_subscribe`; checked only at
     /// SUBSCRIBE time, so a plain list).

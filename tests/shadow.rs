@@ -479,25 +479,10 @@ fn sync_with_the_cloud_shadow_converges_after_an_outage_without_echo() {
     assert!(service.wait_for("ready"), "{}", service.errors());
     let port = mosq.port;
     let rig = rig_with("shadow-sync", |root, [light, ..]| {
-        let certs = root.certs();
-        std::fs::copy(cloud.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
-        std::fs::copy(cloud.path("core.pem"), certs.join("core.cert.pem")).unwrap();
-        std::fs::copy(cloud.path("core.key"), certs.join("core.private.key")).unwrap();
         let entry = light.group_entry();
         let group = std::fs::read_to_string(root.group_file()).unwrap();
         root.write_group(&group.replace(&entry, &entry.replace(":false", ":true")));
-        root.write_config(
-            &root
-                .default_config()
-                .replace(
-                    r#""iotHost": "none","#,
-                    &format!(r#""iotHost": "localhost", "iotMqttPort": {port},"#),
-                )
-                .replace(
-                    r#""managedRespawn": false,"#,
-                    r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 1,"#,
-                ),
-        );
+        cloud_peer::use_cloud_retrying(root, &cloud, port, 1);
     });
     let sync_field = |key: &str| -> String {
         let st = status_json(&rig.root).unwrap_or_default();

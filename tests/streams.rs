@@ -6,6 +6,7 @@
 #![cfg(feature = "stream-manager")]
 
 mod common;
+mod lambda_code;
 
 use std::path::Path;
 use std::process::Command;
@@ -452,26 +453,19 @@ fn check_reports_bad_stream_manager_settings() {
 fn a_lambda_function_connects_with_its_token() {
     let root = TestRoot::new("streams-lambda");
     let (port, ipc) = (free_port(), free_port());
-    let site = Command::new(python())
-        .args([
-            "-c",
-            "import os, cbor2; print(os.path.dirname(os.path.dirname(cbor2.__file__)))",
-        ])
-        .output()
-        .expect("run the test python");
-    let site = std::path::PathBuf::from(String::from_utf8_lossy(&site.stdout).trim());
     let code = root.write_dir().join("ggc/deployment/lambda/smfn");
-    for pkg in ["greengrasssdk", "cbor2"] {
-        copy_tree(&site.join(pkg), &code.join(pkg));
-    }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lambda/streams_fn.py");
-    std::fs::copy(src, code.join("streams_fn.py")).unwrap();
+    let packages = ["greengrasssdk", "cbor2"].map(lambda_code::python_package_dir);
+    lambda_code::code_dir(&code, "streams_fn.py", &packages);
     let sm = group(port, true);
-    let func = r#"{"Id":"smfn","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:smfn:1","FunctionConfiguration":{"Runtime":"python3.8","Handler":"streams_fn.handler","EncodingType":"json","Pinned":true,"Timeout":30}}"#;
+    let runtime = lambda_code::python_runtime("streams_fn", "json");
+    let func = lambda_code::function_entry("smfn", &runtime, true, 30, "");
     let group = sm
         .replacen(
             r#"{"FunctionDefinitionVersion":{"#,
-            r#"{"FunctionDefinitionVersion":{"DefaultConfig":{"Execution":{"IsolationMode":"NoContainer"}},"#,
+            &format!(
+                r#"{{"FunctionDefinitionVersion":{{{},"#,
+                lambda_code::NO_CONTAINER
+            ),
             1,
         )
         .replacen("]}}", &format!(",{func}]}}}}"), 1);
@@ -508,18 +502,4 @@ fn a_lambda_function_connects_with_its_token() {
         d.output()
     );
     assert!(found.contains("appended-by-a-lambda-0") && found.contains("appended-by-a-lambda-1"));
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            if e.file_name() != "__pycache__" {
-                copy_tree(&e.path(), &target);
-            }
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }

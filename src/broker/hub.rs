@@ -5,13 +5,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
-use mqttbytes::v4::Publish;
-use mqttbytes::QoS;
+use bytes::Bytes;
 
 use crate::config::{Endpoint, Group};
 use crate::limits;
-use crate::router::{EndpointId, Router};
+use crate::router::{EndpointId, FastMap, Router};
 use crate::topic;
 use crate::workq::{Notify, QueueHandle, WorkItem};
 
@@ -124,7 +122,7 @@ impl Outbox {
     }
 
     /// Queues a frame, or drops it when the outbox is full. Returns whether it was queued.
-    fn offer(&self, frame: &Bytes) -> bool {
+    fn offer(&self, frame: Bytes) -> bool {
         let mut q = self.frames.borrow_mut();
         if q.len() >= limits::SESSION_OUTBOUND_MESSAGES
             || self.bytes.get() + frame.len() > limits::SESSION_OUTBOUND_BYTES
@@ -132,7 +130,7 @@ impl Outbox {
             return false;
         }
         self.bytes.set(self.bytes.get() + frame.len());
-        q.push_back(frame.clone());
+        q.push_back(frame);
         drop(q);
         self.wake.notify();
         true
@@ -196,7 +194,7 @@ pub struct Hub {
     devices: RefCell<HashMap<String, String>>,
     pub queue: QueueHandle,
     /// Connected devices by client id (= thing name).
-    sessions: RefCell<HashMap<String, Rc<Outbox>>>,
+    sessions: RefCell<FastMap<String, Rc<Outbox>>>,
     pub stats: BrokerStats,
     pub max_connections: usize,
     cloud: RefCell<Option<Rc<dyn CloudSink>>>,
@@ -212,7 +210,7 @@ impl Hub {
             router: RouterSlot(RefCell::new(Rc::new(router_for(group)))),
             devices: RefCell::new(devices_of(group)),
             queue,
-            sessions: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(FastMap::default()),
             stats: BrokerStats::default(),
             max_connections,
             cloud: RefCell::new(None),
@@ -264,6 +262,9 @@ impl Hub {
                 dropped.push(name.clone());
             }
         }
+        // The old table goes before the new one is built (unless a routing step still holds
+        // it): the largest group's table is ~10 MB, and no message is routed meanwhile.
+        *self.router.0.borrow_mut() = Rc::default();
         *self.router.0.borrow_mut() = Rc::new(router_for(group));
         *self.devices.borrow_mut() = devices;
         dropped.sort();
@@ -303,7 +304,7 @@ impl Hub {
     /// True when every target `topic` from `source` routes to could take one more message now
     /// (device outboxes, local sinks; the cloud spool always takes one by dropping its oldest).
     /// For `queueFullPolicy: AllOrError` publishes from Lambda functions.
-    pub fn targets_have_room(&self, source: &Endpoint, topic: &str) -> bool {
+    fn targets_have_room(&self, source: &Endpoint, topic: &str) -> bool {
         let mut scratch = Vec::new();
         let router = self.router.get();
         router.route_from(source, topic, &mut scratch);
@@ -324,6 +325,18 @@ impl Hub {
         })
     }
 
+    /// A Lambda function's `queueFullPolicy: AllOrError` publish: delivered now to every
+    /// target if each has room, else to none (`false`). Checked and delivered in one step (one
+    /// thread), so nothing queued meanwhile can take the room the check saw.
+    pub fn deliver_all_or_none(&self, item: &WorkItem) -> bool {
+        if !self.targets_have_room(&item.source, &item.topic) {
+            return false;
+        }
+        let mut scratch = Vec::new();
+        self.deliver(item, &mut scratch);
+        true
+    }
+
     /// Routes one work item to its targets (the dispatcher's step).
     pub fn deliver(&self, item: &WorkItem, scratch: &mut Vec<EndpointId>) {
         let router = self.router.get();
@@ -337,7 +350,11 @@ impl Hub {
             );
             return;
         }
+        // The frame is encoded once; the last device target gets it, the ones before a clone
+        // (the first clone of a buffer allocates its shared header: a lone subscriber's frame
+        // is never shared, so costs one allocation).
         let mut frame: Option<Bytes> = None;
+        let mut last: Option<Rc<Outbox>> = None;
         for &t in scratch.iter() {
             match router.endpoint(t) {
                 Some(Endpoint::Device(name)) => {
@@ -347,22 +364,14 @@ impl Hub {
                     if !ob.wants(&item.topic) {
                         continue;
                     }
-                    let f = match &frame {
-                        Some(f) => f,
-                        None => match encode_publish(&item.topic, &item.payload) {
-                            Some(f) => frame.insert(f),
-                            None => return,
-                        },
-                    };
-                    if ob.offer(f) {
-                        bump(&self.stats.delivered);
-                    } else {
-                        bump(&self.stats.dropped_slow_subscriber);
-                        log::debug!(
-                            "{} is not reading: dropped a message on {:?}",
-                            name,
-                            item.topic
-                        );
+                    if frame.is_none() {
+                        frame = encode_publish(&item.topic, &item.payload);
+                        if frame.is_none() {
+                            return;
+                        }
+                    }
+                    if let (Some(prev), Some(f)) = (last.replace(ob), &frame) {
+                        self.offer_frame(&prev, f.clone(), &item.topic);
                     }
                 }
                 Some(Endpoint::Cloud) => {
@@ -420,36 +429,82 @@ impl Hub {
                 None => {}
             }
         }
+        if let (Some(ob), Some(f)) = (last, frame) {
+            self.offer_frame(&ob, f, &item.topic);
+        }
     }
-}
 
-/// Encodes a local delivery: QoS 0, retain clear (guide §6.1: one attempt).
-fn encode_publish(topic_name: &str, payload: &Bytes) -> Option<Bytes> {
-    let p = Publish::from_bytes(topic_name, QoS::AtMostOnce, payload.clone());
-    let mut buf = BytesMut::with_capacity(p.len() + 5);
-    match p.write(&mut buf) {
-        Ok(_) => Some(buf.freeze()),
-        Err(e) => {
-            log::warn!("cannot encode a message on {topic_name:?}: {e}");
-            None
+    /// One frame into one device's outbox, counted as delivered or dropped (outbox full).
+    fn offer_frame(&self, ob: &Outbox, frame: Bytes, topic_name: &str) {
+        if ob.offer(frame) {
+            bump(&self.stats.delivered);
+        } else {
+            bump(&self.stats.dropped_slow_subscriber);
+            log::debug!(
+                "{} is not reading: dropped a message on {:?}",
+                ob.thing_name,
+                topic_name
+            );
         }
     }
 }
 
+/// Encodes a local delivery: QoS 0, retain clear (guide §6.1: one attempt), as one buffer of
+/// exactly its size (MQTT 3.1.1 §3.3: fixed header 0x30, remaining length, topic, payload).
+/// One allocation; `None` (logged) when the topic or the packet is too long for MQTT, which
+/// the limits on the way in already prevent.
+fn encode_publish(topic_name: &str, payload: &[u8]) -> Option<Bytes> {
+    let remaining = 2 + topic_name.len() + payload.len();
+    if topic_name.len() > usize::from(u16::MAX) || remaining > MQTT_MAX_REMAINING_LENGTH {
+        log::warn!(
+            "cannot encode a message on {topic_name:?}: {remaining} bytes is too long for MQTT"
+        );
+        return None;
+    }
+    let (mut len, mut n, mut x) = ([0u8; 4], 0, remaining);
+    loop {
+        len[n] = (x % 128) as u8 | if x >= 128 { 0x80 } else { 0 };
+        n += 1;
+        x /= 128;
+        if x == 0 {
+            break;
+        }
+    }
+    let mut v = Vec::with_capacity(1 + n + remaining);
+    v.push(0x30);
+    v.extend_from_slice(&len[..n]);
+    v.extend_from_slice(&(topic_name.len() as u16).to_be_bytes());
+    v.extend_from_slice(topic_name.as_bytes());
+    v.extend_from_slice(payload);
+    // Length equals capacity: `Bytes` takes the buffer over without a header allocation.
+    Some(Bytes::from(v))
+}
+
+/// MQTT 3.1.1 §2.2.3: the largest remaining length four bytes can encode.
+const MQTT_MAX_REMAINING_LENGTH: usize = 268_435_455;
+
 /// Drains the work queue forever, delivering each item; yields every
-/// [`limits::DISPATCH_PER_WAKE`] items so producers and connections get their turn.
+/// [`limits::DISPATCH_PER_WAKE`] items so producers and connections get their turn. A round
+/// that emptied the queue does not yield: the next `pop` waits anyway, and a yield would cost
+/// the dispatcher a second poll per message at low rates.
 pub async fn run_dispatcher(hub: Rc<Hub>) {
     let mut scratch = Vec::with_capacity(16);
     loop {
         let item = hub.queue.pop().await;
         hub.deliver(&item, &mut scratch);
+        let mut budget_used = true;
         for _ in 1..limits::DISPATCH_PER_WAKE {
             match hub.queue.try_pop() {
                 Some(item) => hub.deliver(&item, &mut scratch),
-                None => break,
+                None => {
+                    budget_used = false;
+                    break;
+                }
             }
         }
-        futures_lite::future::yield_now().await;
+        if budget_used {
+            futures_lite::future::yield_now().await;
+        }
     }
 }
 
@@ -627,6 +682,24 @@ mod tests {
             obs[1].take().is_some(),
             "the new route delivers to the kept device"
         );
+    }
+
+    #[test]
+    fn the_hand_encoded_publish_reads_back_whole() {
+        use mqttbytes::v4::{self, Packet};
+        // Remaining lengths of 1, 2, 3 bytes, at and around each boundary.
+        for n in [0, 1, 122, 123, 124, 16_378, 16_379, 16_380, 200_000] {
+            let f = encode_publish("a/b", &vec![5u8; n]).expect("encodes");
+            let mut b = bytes::BytesMut::from(&f[..]);
+            match v4::read(&mut b, 1 << 20) {
+                Ok(Packet::Publish(p)) => {
+                    assert_eq!((p.topic.as_str(), p.payload.len()), ("a/b", n));
+                    assert!(p.qos == mqttbytes::QoS::AtMostOnce && !p.retain && !p.dup);
+                }
+                other => panic!("{n}: {other:?}"),
+            }
+            assert!(b.is_empty(), "{n}: {} bytes left over", b.len());
+        }
     }
 
     #[test]

@@ -301,7 +301,8 @@ impl Session {
 
     /// One packet; `Some(step)` ends this round of `process`.
     fn handle(&mut self, packet: Packet, core: &mut dyn Broker) -> Result<Option<Step>, Close> {
-        let Some(thing) = self.thing.clone() else {
+        // Taken out and put back rather than cloned: a clone was an allocation per packet.
+        let Some(thing) = self.thing.take() else {
             return match packet {
                 Packet::Connect(c) => self.on_connect(c, core).map(|()| None),
                 other => Err(Close::Malformed(format!(
@@ -310,8 +311,20 @@ impl Session {
                 ))),
             };
         };
+        let step = self.handle_connected(&thing, packet, core);
+        self.thing = Some(thing);
+        step
+    }
+
+    /// One packet after CONNECT (`self.thing` is taken out meanwhile: use `thing`).
+    fn handle_connected(
+        &mut self,
+        thing: &str,
+        packet: Packet,
+        core: &mut dyn Broker,
+    ) -> Result<Option<Step>, Close> {
         match packet {
-            Packet::Publish(p) => self.on_publish(&thing, p, core),
+            Packet::Publish(p) => self.on_publish(thing, p, core),
             // MQTT 3.1.1 §3.8.3-3, §3.10.3-2: at least one filter (an empty SUBACK would not
             // even parse on the client's side).
             Packet::Subscribe(s) if s.filters.is_empty() => {
@@ -327,7 +340,7 @@ impl Session {
                     .map(|f| {
                         let ok = f.path.len() <= limits::MAX_LOCAL_TOPIC_BYTES
                             && topic::validate_topic_filter(&f.path).is_ok()
-                            && core.subscribe(&thing, &f.path);
+                            && core.subscribe(thing, &f.path);
                         // Local delivery is QoS 0 (guide §6.1), whatever was asked.
                         if ok {
                             SubscribeReasonCode::Success(QoS::AtMostOnce)

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::validate::{read_bounded, Obj, Report};
 use super::ConfigError;
-use crate::json::Value;
+use crate::json::Node;
 use crate::limits;
 
 /// config.json, with every default filled in and every path resolved to an absolute path.
@@ -152,7 +152,7 @@ impl Config {
         let Some(doc) = r.parse_json(bytes, limits::MAX_CONFIG_JSON_BYTES) else {
             return Err(r.errors);
         };
-        let config = read_config(&mut r, &doc, root);
+        let config = read_config(&mut r, doc.root(), root);
         match config {
             Some(c) if r.errors.is_empty() => Ok((c, r.warnings)),
             _ => Err(r.errors),
@@ -226,7 +226,7 @@ fn is_offline_host(h: &str) -> bool {
     h.is_empty() || h.eq_ignore_ascii_case("none")
 }
 
-fn read_config(r: &mut Report, doc: &Value, root: &Path) -> Option<Config> {
+fn read_config(r: &mut Report, doc: Node, root: &Path) -> Option<Config> {
     let mut top = Obj::new(r, "", doc)?;
     let core_thing = match top.require(r, "coreThing") {
         Some(v) => read_core_thing(r, v, root),
@@ -367,14 +367,14 @@ fn read_retry_interval(o: &mut Obj, r: &mut Report) -> Option<i64> {
     )
 }
 
-fn read_core_thing(r: &mut Report, v: &Value, root: &Path) -> Option<(CoreThing, Option<i64>)> {
+fn read_core_thing(r: &mut Report, v: Node, root: &Path) -> Option<(CoreThing, Option<i64>)> {
     let mut o = Obj::new(r, "coreThing", v)?;
     let certs = root.join("certs");
     let ca_path = o.string(r, "caPath").map(|p| certs.join(p));
     let cert_path = o.string(r, "certPath").map(|p| certs.join(p));
     let key_path = o.string(r, "keyPath").map(|p| certs.join(p));
     let iot_host = match o.take("iotHost") {
-        Some(Value::String(s)) => s.clone(),
+        Some(v) if v.as_str().is_some() => v.as_str().unwrap_or_default().to_string(),
         Some(other) => {
             r.error(
                 "coreThing.iotHost",
@@ -492,7 +492,7 @@ pub fn thing_name_of(arn: &str) -> Option<&str> {
     (arn_ == "arn" && service == "iot" && !name.is_empty() && !name.contains('/')).then_some(name)
 }
 
-fn read_proxy(r: &mut Report, v: &Value) -> Option<NetworkProxy> {
+fn read_proxy(r: &mut Report, v: Node) -> Option<NetworkProxy> {
     let mut o = Obj::new(r, "coreThing.networkProxy", v)?;
     let no_proxy_addresses = o
         .string(r, "noProxyAddresses")
@@ -587,7 +587,7 @@ impl Default for Runtime {
     }
 }
 
-fn read_runtime(r: &mut Report, v: &Value) -> Option<Runtime> {
+fn read_runtime(r: &mut Report, v: Node) -> Option<Runtime> {
     let mut o = Obj::new(r, "runtime", v)?;
     let d = Runtime::default();
     let max = limits::MAX_WORK_ITEM_COUNT as i64;
@@ -638,7 +638,7 @@ fn read_runtime(r: &mut Report, v: &Value) -> Option<Runtime> {
 }
 
 /// `file:///abs/path` → `/abs/path`; anything else is an error with the guide's wording.
-fn file_uri(r: &mut Report, key: &str, v: &Value) -> Option<PathBuf> {
+fn file_uri(r: &mut Report, key: &str, v: Node) -> Option<PathBuf> {
     let Some(s) = v.as_str() else {
         r.error(key, format!("expected a string, found {}", v.describe()));
         return None;
@@ -662,7 +662,7 @@ fn file_uri(r: &mut Report, key: &str, v: &Value) -> Option<PathBuf> {
     None
 }
 
-fn read_principal(r: &mut Report, path: &str, v: &Value, cert: bool) -> Option<Principal> {
+fn read_principal(r: &mut Report, path: &str, v: Node, cert: bool) -> Option<Principal> {
     let mut o = Obj::new(r, path, v)?;
     let key_key = o.key("privateKeyPath");
     let key = o
@@ -684,7 +684,7 @@ fn read_principal(r: &mut Report, path: &str, v: &Value, cert: bool) -> Option<P
     })
 }
 
-fn read_crypto(r: &mut Report, v: &Value) -> Option<Crypto> {
+fn read_crypto(r: &mut Report, v: Node) -> Option<Crypto> {
     let mut o = Obj::new(r, "crypto", v)?;
     let ca = o
         .require(r, "caPath")
@@ -753,7 +753,7 @@ impl Default for SprigExtensions {
     }
 }
 
-fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
+fn read_sprig(r: &mut Report, v: Node) -> SprigExtensions {
     let mut s = SprigExtensions::default();
     let Some(mut o) = Obj::new(r, "sprig", v) else {
         return s;
@@ -800,7 +800,7 @@ fn read_sprig(r: &mut Report, v: &Value) -> SprigExtensions {
 }
 
 /// `sprig.connectivity`: a list of `{hostAddress, portNumber, metadata, id}`.
-fn read_connectivity(r: &mut Report, v: &Value) -> Vec<Connectivity> {
+fn read_connectivity(r: &mut Report, v: Node) -> Vec<Connectivity> {
     let key = "sprig.connectivity";
     let Some(items) = v.as_array() else {
         r.error(
@@ -824,7 +824,7 @@ fn read_connectivity(r: &mut Report, v: &Value) -> Vec<Connectivity> {
         return Vec::new();
     }
     let mut out: Vec<Connectivity> = Vec::new();
-    for (n, item) in items.iter().enumerate() {
+    for (n, item) in items.enumerate() {
         let path = format!("{key}[{n}]");
         let Some(mut o) = Obj::new(r, &path, item) else {
             continue;

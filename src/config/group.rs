@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::validate::{read_bounded, Obj, Report};
 use super::{Config, ConfigError};
-use crate::json::Value;
+use crate::json::{self, Node};
 use crate::limits;
 
 /// A deployed group. `{}` is a valid, empty group.
@@ -205,7 +205,7 @@ impl Group {
         let Some(doc) = r.parse_json(bytes, limits::MAX_GROUP_JSON_BYTES) else {
             return Err(r.errors);
         };
-        let group = read_group(&mut r, &doc);
+        let group = read_group(&mut r, doc.root());
         match group {
             Some(g) if r.errors.is_empty() => Ok((g, r.warnings)),
             _ => Err(r.errors),
@@ -379,45 +379,54 @@ fn save_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// `{"<list_key>": [...]}` of one definition version: each entry with its key path.
+/// `{"<list_key>": [...]}` of one definition version: the entries and their key path (an
+/// entry's own path is made when it is read, one at a time).
 fn entries<'v>(
     r: &mut Report,
     top: &mut Obj<'v>,
     def: &str,
     list_key: &str,
     max: usize,
-) -> Vec<(String, &'v Value)> {
-    let Some(v) = top.take(def) else {
-        return Vec::new();
-    };
-    let Some(mut o) = Obj::new(r, def, v) else {
-        return Vec::new();
-    };
+) -> Option<(String, json::Items<'v>)> {
+    let v = top.take(def)?;
+    let mut o = Obj::new(r, def, v)?;
     let list = o.take(list_key);
     o.finish(r);
-    let Some(list) = list else {
-        return Vec::new();
-    };
+    let list = list?;
     let path = format!("{def}.{list_key}");
     let Some(items) = list.as_array() else {
         r.error(
             &path,
             format!("expected an array, found {}", list.describe()),
         );
-        return Vec::new();
+        return None;
     };
     if items.len() > max {
         r.error(
             &path,
             format!("found {} entries; allowed at most {max}", items.len()),
         );
-        return Vec::new();
+        return None;
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (format!("{path}[{i}]"), v))
-        .collect()
+    Some((path, items))
+}
+
+/// Reads every entry of `list` with `read`; the vector is sized once from the entry count.
+fn read_entries<'v, T>(
+    r: &mut Report,
+    list: Option<(String, json::Items<'v>)>,
+    mut read: impl FnMut(&mut Report, &str, Node<'v>) -> Option<T>,
+) -> Vec<T> {
+    let Some((path, items)) = list else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, v) in items.enumerate() {
+        if let Some(x) = read(r, &format!("{path}[{i}]"), v) {
+            out.push(x);
+        }
+    }
+    out
 }
 
 /// A required non-empty string member.
@@ -437,8 +446,8 @@ fn req_string(r: &mut Report, o: &mut Obj, key: &str) -> Option<String> {
 }
 
 /// Reports duplicate `Id`s within one definition version.
-fn unique_ids<'a>(r: &mut Report, path: &str, ids: impl Iterator<Item = &'a str>) {
-    let mut seen = std::collections::HashSet::new();
+fn unique_ids<'a>(r: &mut Report, path: &str, ids: impl ExactSizeIterator<Item = &'a str>) {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
     for id in ids {
         if !seen.insert(id) {
             r.error(
@@ -449,7 +458,7 @@ fn unique_ids<'a>(r: &mut Report, path: &str, ids: impl Iterator<Item = &'a str>
     }
 }
 
-fn read_group(r: &mut Report, doc: &Value) -> Option<Group> {
+fn read_group(r: &mut Report, doc: Node) -> Option<Group> {
     let mut top = Obj::new(r, "", doc)?;
     let mut g = Group {
         group_id: top.string(r, "GroupId"),
@@ -458,16 +467,14 @@ fn read_group(r: &mut Report, doc: &Value) -> Option<Group> {
         ..Group::default()
     };
     let cores = entries(r, &mut top, "CoreDefinitionVersion", "Cores", 1_000);
-    if top_has(doc, "CoreDefinitionVersion") && cores.len() != 1 {
+    let found = cores.as_ref().map_or(0, |(_, items)| items.len());
+    if top_has(doc, "CoreDefinitionVersion") && found != 1 {
         r.error(
             "CoreDefinitionVersion.Cores",
-            format!("found {} cores; a group has exactly one core", cores.len()),
+            format!("found {found} cores; a group has exactly one core"),
         );
     }
-    g.cores = cores
-        .iter()
-        .filter_map(|(p, v)| read_core(r, p, v))
-        .collect();
+    g.cores = read_entries(r, cores, read_core);
     let devices = entries(
         r,
         &mut top,
@@ -475,10 +482,7 @@ fn read_group(r: &mut Report, doc: &Value) -> Option<Group> {
         "Devices",
         limits::MAX_GROUP_DEVICES,
     );
-    g.devices = devices
-        .iter()
-        .filter_map(|(p, v)| read_device(r, p, v))
-        .collect();
+    g.devices = read_entries(r, devices, read_device);
     unique_ids(
         r,
         "DeviceDefinitionVersion.Devices",
@@ -500,10 +504,7 @@ fn read_group(r: &mut Report, doc: &Value) -> Option<Group> {
         "Resources",
         limits::MAX_GROUP_RESOURCES,
     );
-    g.resources = resources
-        .iter()
-        .filter_map(|(p, v)| read_resource(r, p, v))
-        .collect();
+    g.resources = read_entries(r, resources, read_resource);
     unique_ids(
         r,
         "ResourceDefinitionVersion.Resources",
@@ -517,10 +518,7 @@ fn read_group(r: &mut Report, doc: &Value) -> Option<Group> {
         "Connectors",
         1_000,
     );
-    g.connectors = connectors
-        .iter()
-        .filter_map(|(p, v)| read_connector(r, p, v))
-        .collect();
+    g.connectors = read_entries(r, connectors, read_connector);
     unique_ids(
         r,
         "ConnectorDefinitionVersion.Connectors",
@@ -539,29 +537,23 @@ fn read_group(r: &mut Report, doc: &Value) -> Option<Group> {
         "Subscriptions",
         limits::MAX_GROUP_SUBSCRIPTIONS,
     );
-    g.subscriptions = subs
-        .iter()
-        .filter_map(|(p, v)| read_subscription(r, p, v, &g))
-        .collect();
+    g.subscriptions = read_entries(r, subs, |r, p, v| read_subscription(r, p, v, &g));
     unique_ids(
         r,
         "SubscriptionDefinitionVersion.Subscriptions",
         g.subscriptions.iter().map(|s| s.id.as_str()),
     );
     let loggers = entries(r, &mut top, "LoggerDefinitionVersion", "Loggers", 100);
-    g.loggers = loggers
-        .iter()
-        .filter_map(|(p, v)| read_logger(r, p, v))
-        .collect();
+    g.loggers = read_entries(r, loggers, read_logger);
     top.finish(r);
     Some(g)
 }
 
-fn top_has(doc: &Value, key: &str) -> bool {
+fn top_has(doc: Node, key: &str) -> bool {
     doc.get(key).is_some()
 }
 
-fn read_core(r: &mut Report, path: &str, v: &Value) -> Option<Core> {
+fn read_core(r: &mut Report, path: &str, v: Node) -> Option<Core> {
     let mut o = Obj::new(r, path, v)?;
     let id = req_string(r, &mut o, "Id");
     let thing_arn = req_string(r, &mut o, "ThingArn");
@@ -591,7 +583,7 @@ pub fn certificate_id_of(arn: &str) -> Option<String> {
         .then(|| id.to_ascii_lowercase())
 }
 
-fn read_device(r: &mut Report, path: &str, v: &Value) -> Option<Device> {
+fn read_device(r: &mut Report, path: &str, v: Node) -> Option<Device> {
     let mut o = Obj::new(r, path, v)?;
     let id = req_string(r, &mut o, "Id");
     let thing_arn = req_string(r, &mut o, "ThingArn");
@@ -630,7 +622,7 @@ fn read_device(r: &mut Report, path: &str, v: &Value) -> Option<Device> {
     })
 }
 
-fn read_resource(r: &mut Report, path: &str, v: &Value) -> Option<Resource> {
+fn read_resource(r: &mut Report, path: &str, v: Node) -> Option<Resource> {
     let mut o = Obj::new(r, path, v)?;
     let id = req_string(r, &mut o, "Id");
     let name = req_string(r, &mut o, "Name");
@@ -670,7 +662,7 @@ fn read_resource(r: &mut Report, path: &str, v: &Value) -> Option<Resource> {
             kind = Some(*name);
             source_path = data
                 .get("SourcePath")
-                .and_then(Value::as_str)
+                .and_then(Node::as_str)
                 .map(String::from);
         }
     }
@@ -705,7 +697,7 @@ fn read_resource(r: &mut Report, path: &str, v: &Value) -> Option<Resource> {
     })
 }
 
-fn read_connector(r: &mut Report, path: &str, v: &Value) -> Option<Connector> {
+fn read_connector(r: &mut Report, path: &str, v: Node) -> Option<Connector> {
     let mut o = Obj::new(r, path, v)?;
     let id = req_string(r, &mut o, "Id");
     let arn = req_string(r, &mut o, "ConnectorArn");
@@ -718,12 +710,13 @@ fn read_connector(r: &mut Report, path: &str, v: &Value) -> Option<Connector> {
     if let Some(p) = o.take("Parameters") {
         match p.as_object() {
             Some(members) => {
+                parameters.reserve_exact(members.len());
                 for (k, v) in members {
-                    let text = match v {
-                        Value::String(s) => s.clone(),
-                        other => crate::json::to_string(other),
+                    let text = match v.as_str() {
+                        Some(s) => s.to_string(),
+                        None => json::to_string(&v.to_value()),
                     };
-                    parameters.push((k.clone(), text));
+                    parameters.push((k.to_string(), text));
                 }
             }
             None => r.error(
@@ -765,7 +758,7 @@ struct Execution {
     invalid_mode: bool,
 }
 
-fn read_execution(r: &mut Report, path: &str, v: &Value) -> Execution {
+fn read_execution(r: &mut Report, path: &str, v: Node) -> Execution {
     let mut e = Execution {
         no_container: None,
         uid: None,
@@ -833,7 +826,7 @@ fn read_functions(r: &mut Report, top: &mut Obj, g: &mut Group) {
                 );
             }
             Some((_, Some(items))) => {
-                for (i, v) in items.iter().enumerate() {
+                for (i, v) in items.enumerate() {
                     if let Some(f) = read_function(r, &format!("{path}[{i}]"), v, g) {
                         if f.system.as_deref() == Some("GGCloudSpooler") {
                             let vars =
@@ -880,7 +873,7 @@ fn valid_runtime(rt: &str) -> bool {
         )
 }
 
-fn read_function(r: &mut Report, path: &str, v: &Value, g: &Group) -> Option<Function> {
+fn read_function(r: &mut Report, path: &str, v: Node, g: &Group) -> Option<Function> {
     let mut o = Obj::new(r, path, v)?;
     let id = req_string(r, &mut o, "Id");
     let arn = req_string(r, &mut o, "FunctionArn");
@@ -960,7 +953,7 @@ fn read_function(r: &mut Report, path: &str, v: &Value, g: &Group) -> Option<Fun
                         Some(members) => {
                             for (k, v) in members {
                                 match v.as_str() {
-                                    Some(s) => f.environment.push((k.clone(), s.to_string())),
+                                    Some(s) => f.environment.push((k.to_string(), s.to_string())),
                                     None => r.error(
                                         &format!("{env_path}.Variables.{k}"),
                                         format!("expected a string, found {}", v.describe()),
@@ -1037,7 +1030,7 @@ fn read_access(r: &mut Report, e: &mut Obj, f: &mut Function) {
     }
 }
 
-fn read_policies(r: &mut Report, path: &str, v: &Value, f: &mut Function) {
+fn read_policies(r: &mut Report, path: &str, v: Node, f: &mut Function) {
     let Some(items) = v.as_array() else {
         r.error(path, format!("expected an array, found {}", v.describe()));
         return;
@@ -1052,7 +1045,7 @@ fn read_policies(r: &mut Report, path: &str, v: &Value, f: &mut Function) {
             ),
         );
     }
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         let Some(mut o) = Obj::new(r, &format!("{path}[{i}]"), item) else {
             continue;
         };
@@ -1173,7 +1166,7 @@ fn read_endpoint(r: &mut Report, path: &str, s: &str, g: &Group) -> Option<Endpo
     None
 }
 
-fn read_subscription(r: &mut Report, path: &str, v: &Value, g: &Group) -> Option<Subscription> {
+fn read_subscription(r: &mut Report, path: &str, v: Node, g: &Group) -> Option<Subscription> {
     let mut o = Obj::new(r, path, v)?;
     let id = req_string(r, &mut o, "Id");
     let source = req_string(r, &mut o, "Source");
@@ -1199,7 +1192,7 @@ fn read_subscription(r: &mut Report, path: &str, v: &Value, g: &Group) -> Option
     })
 }
 
-fn read_logger(r: &mut Report, path: &str, v: &Value) -> Option<Logger> {
+fn read_logger(r: &mut Report, path: &str, v: Node) -> Option<Logger> {
     let mut o = Obj::new(r, path, v)?;
     let _id = req_string(r, &mut o, "Id");
     let kind = match o.one_of(r, "Type", &["FileSystem", "AWSCloudWatch"]) {

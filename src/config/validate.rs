@@ -1,10 +1,10 @@
-//! Shared plumbing for reading config.json and group.json out of a [`json::Value`]: collects every
-//! error and warning with its file and key path, and reports keys nobody asked for.
+//! Shared plumbing for reading config.json and group.json out of a [`json::Doc`] tree: collects
+//! every error and warning with its file and key path, and reports keys nobody asked for.
 
 use std::path::Path;
 
 use super::ConfigError;
-use crate::json::{self, Value};
+use crate::json::{self, Doc, Node};
 
 /// Errors and warnings found so far in one file.
 pub(crate) struct Report<'f> {
@@ -40,13 +40,14 @@ impl<'f> Report<'f> {
         self.warnings.push(e);
     }
 
-    /// Reads the file's bytes as JSON, or records why not (`Failed to parse <path>.` plus detail).
-    pub fn parse_json(&mut self, bytes: &[u8], max_bytes: usize) -> Option<Value> {
+    /// Reads the file's bytes as a JSON tree (borrowing them), or records why not
+    /// (`Failed to parse <path>.` plus detail).
+    pub fn parse_json<'b>(&mut self, bytes: &'b [u8], max_bytes: usize) -> Option<Doc<'b>> {
         if bytes.len() > max_bytes {
             self.error("", too_large(bytes.len() as u64, max_bytes));
             return None;
         }
-        match json::parse(bytes, max_bytes, crate::limits::MAX_JSON_DEPTH) {
+        match Doc::parse(bytes, max_bytes, crate::limits::MAX_JSON_DEPTH) {
             Ok(v) => Some(v),
             Err(e) => {
                 let detail = format!("line {}, column {}: {}", e.line, e.column, e.kind);
@@ -87,13 +88,13 @@ pub(crate) fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, C
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(err(format!("cannot read: {e}"))),
     };
-    if let Ok(m) = f.metadata() {
-        if m.len() > max as u64 {
-            return Err(err(too_large(m.len(), max)));
-        }
+    let size = f.metadata().map_or(0, |m| m.len());
+    if size > max as u64 {
+        return Err(err(too_large(size, max)));
     }
-    // The size can change between stat and read: never read more than max + 1 bytes.
-    let mut bytes = Vec::new();
+    // The size can change between stat and read: never read more than max + 1 bytes. Sized
+    // from the stat so a large group is read into one block, not doubled (and copied) up to it.
+    let mut bytes = Vec::with_capacity(size as usize + 1);
     f.take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| err(format!("cannot read: {e}")))?;
@@ -107,18 +108,18 @@ pub(crate) fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, C
 /// reported as unknown.
 pub(crate) struct Obj<'v> {
     pub path: String,
-    members: &'v [(String, Value)],
+    members: json::Members<'v>,
     used: Vec<bool>,
 }
 
 impl<'v> Obj<'v> {
     /// `value` as an object; records an error (and returns `None`) when it is something else.
-    pub fn new(r: &mut Report, path: &str, value: &'v Value) -> Option<Obj<'v>> {
+    pub fn new(r: &mut Report, path: &str, value: Node<'v>) -> Option<Obj<'v>> {
         match value.as_object() {
             Some(members) => Some(Obj {
                 path: path.to_string(),
-                members,
                 used: vec![false; members.len()],
+                members,
             }),
             None => {
                 r.error(
@@ -131,10 +132,16 @@ impl<'v> Obj<'v> {
     }
 
     /// The member `key`, marked as known.
-    pub fn take(&mut self, key: &str) -> Option<&'v Value> {
-        let i = self.members.iter().position(|(k, _)| k == key)?;
-        self.used[i] = true;
-        Some(&self.members[i].1)
+    pub fn take(&mut self, key: &str) -> Option<Node<'v>> {
+        let (i, (_, v)) = self
+            .members
+            .clone()
+            .enumerate()
+            .find(|(_, (k, _))| *k == key)?;
+        if let Some(u) = self.used.get_mut(i) {
+            *u = true;
+        }
+        Some(v)
     }
 
     /// Key path of a member of this object.
@@ -144,15 +151,15 @@ impl<'v> Obj<'v> {
 
     /// Warns about every member that was not taken: unknown keys never fail.
     pub fn finish(self, r: &mut Report) {
-        for (i, (k, _)) in self.members.iter().enumerate() {
-            if !self.used[i] {
+        for ((k, _), used) in self.members.zip(self.used) {
+            if !used {
                 r.warn(&join(&self.path, k), "unknown key, ignored");
             }
         }
     }
 
     /// A required member; records "missing" when absent.
-    pub fn require(&mut self, r: &mut Report, key: &str) -> Option<&'v Value> {
+    pub fn require(&mut self, r: &mut Report, key: &str) -> Option<Node<'v>> {
         let v = self.take(key);
         if v.is_none() {
             r.error(&self.key(key), "missing; this key is required");
@@ -187,9 +194,9 @@ impl<'v> Obj<'v> {
         strings: bool,
     ) -> Option<i64> {
         let v = self.take(key)?;
-        let n = match v {
-            Value::String(s) if strings => s.trim().parse::<i64>().ok(),
-            v => v.as_i64(),
+        let n = match v.as_str() {
+            Some(s) if strings => s.trim().parse::<i64>().ok(),
+            _ => v.as_i64(),
         };
         let unit = if unit.is_empty() {
             String::new()
@@ -221,10 +228,10 @@ impl<'v> Obj<'v> {
     /// An optional boolean member; with `strings`, also `"true"`/`"false"` (any case).
     pub fn bool(&mut self, r: &mut Report, key: &str, strings: bool) -> Option<bool> {
         let v = self.take(key)?;
-        match v {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) if strings && s.eq_ignore_ascii_case("true") => Some(true),
-            Value::String(s) if strings && s.eq_ignore_ascii_case("false") => Some(false),
+        match (v.as_bool(), v.as_str()) {
+            (Some(b), _) => Some(b),
+            (_, Some(s)) if strings && s.eq_ignore_ascii_case("true") => Some(true),
+            (_, Some(s)) if strings && s.eq_ignore_ascii_case("false") => Some(false),
             _ => {
                 let allowed = if strings {
                     "true or false (or the strings \"true\"/\"false\")"

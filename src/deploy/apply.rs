@@ -145,43 +145,52 @@ impl Applier {
         self.apply(group);
     }
 
-    /// Applies `group` if it differs from the one in force.
+    /// Applies `group` if it differs from the one in force. The old group is dropped before
+    /// the hub builds the new routing table, and neither group is copied: a hot deployment of
+    /// the largest group holds two groups at most (ARCHITECTURE.md, "The group-parse
+    /// transient").
     pub fn apply(&self, group: Group) {
-        let old = self.current.borrow().clone();
-        if old == group {
+        // An equal group put in place of itself changes nothing.
+        let old = self.current.replace(group);
+        let new = self.current.borrow();
+        if old == *new {
             log::info!("deployment: the group is unchanged; nothing to apply");
             return;
         }
-        let dropped = self.hub.apply_group(&group);
-        for d in &dropped {
-            log::info!("deployment: device {d} is no longer in the group (or its certificate changed): disconnected");
-        }
-        if old.effective_loggers() != group.effective_loggers() {
-            logging::init(logging::Settings::from_group(
-                &self.config.write_dir,
-                &group.loggers,
-                logging::echo_stderr(),
-            ));
-        }
-        if old.spooler != group.spooler {
-            log::warn!(
-                "deployment: GGCloudSpooler settings changed; they take effect at the next start"
-            );
-        }
+        let loggers_changed = old.effective_loggers() != new.effective_loggers();
+        let spooler_changed = old.spooler != new.spooler;
         let stream_manager = |g: &Group| {
             g.system_function("GGStreamManager")
                 .map(|f| f.environment.clone())
         };
-        if stream_manager(&old) != stream_manager(&group) {
+        let streams_changed = stream_manager(&old) != stream_manager(&new);
+        let cloud_changed = cloud_sourced(&old) != cloud_sourced(&new);
+        drop(old);
+        let dropped = self.hub.apply_group(&new);
+        for d in &dropped {
+            log::info!("deployment: device {d} is no longer in the group (or its certificate changed): disconnected");
+        }
+        if loggers_changed {
+            logging::init(logging::Settings::from_group(
+                &self.config.write_dir,
+                &new.loggers,
+                logging::echo_stderr(),
+            ));
+        }
+        if spooler_changed {
+            log::warn!(
+                "deployment: GGCloudSpooler settings changed; they take effect at the next start"
+            );
+        }
+        if streams_changed {
             log::warn!("deployment: GGStreamManager (stream manager) was added, removed or changed; that takes effect at the next start");
         }
-        if cloud_sourced(&old) != cloud_sourced(&group) {
+        if cloud_changed {
             log::warn!("deployment: subscriptions from the cloud changed; the cloud link subscribes to them at the next start");
         }
-        *self.current.borrow_mut() = group.clone();
         let hooks = self.hooks.borrow().clone();
         for h in hooks {
-            h(&group);
+            h(&new);
         }
         self.applied.set(self.applied.get() + 1);
         self.last_applied.set(
@@ -192,9 +201,9 @@ impl Applier {
         );
         log::info!(
             "deployment applied: {} devices, {} subscriptions, {} functions{}",
-            group.devices.len(),
-            group.subscriptions.len(),
-            group.functions.len(),
+            new.devices.len(),
+            new.subscriptions.len(),
+            new.functions.len(),
             if dropped.is_empty() {
                 String::new()
             } else {

@@ -30,6 +30,7 @@ use crate::limits::{
     DISCOVERY_FIRST_BYTE_SECS, DISCOVERY_MAX_CONNECTIONS, DISCOVERY_MAX_REQUEST_BYTES,
     DISCOVERY_REQUEST_SECS, TLS_HANDSHAKE_TIMEOUT_SECS,
 };
+use crate::listen;
 use crate::pki::{self, IdentitySource, ServerIdentity};
 
 /// ALPN names offered: the Discovery API's on port 443 (guide), and plain `http/1.1` so that
@@ -39,7 +40,7 @@ const ALPN: [&[u8]; 2] = [b"x-amzn-http-ca", b"http/1.1"];
 /// Counters shown in `sprig status` under `discovery`.
 #[derive(Debug, Default)]
 pub struct DiscoveryStats {
-    pub connections: Cell<u64>,
+    pub connections: Cell<usize>,
     pub served: Cell<u64>,
     pub refused_forbidden: Cell<u64>,
     pub refused_bad_request: Cell<u64>,
@@ -137,7 +138,6 @@ impl Discovery {
         let s = &self.stats;
         let n = |c: &Cell<u64>| Value::Int(i64::try_from(c.get()).unwrap_or(i64::MAX));
         let fields = [
-            ("open_connections", &s.connections),
             ("served", &s.served),
             ("refused_forbidden", &s.refused_forbidden),
             ("refused_bad_request", &s.refused_bad_request),
@@ -149,7 +149,13 @@ impl Discovery {
             ("timed_out", &s.timed_out),
             ("closed_early", &s.closed_early),
         ];
-        let mut v = vec![("port".to_string(), Value::Int(i64::from(self.port)))];
+        let mut v = vec![
+            ("port".to_string(), Value::Int(i64::from(self.port))),
+            (
+                "open_connections".to_string(),
+                Value::Int(s.connections.get() as i64),
+            ),
+        ];
         v.extend(fields.iter().map(|(k, c)| (k.to_string(), n(c))));
         Value::Object(v)
     }
@@ -230,15 +236,15 @@ pub async fn run(
     listener: Async<TcpListener>,
     tls: ServerConfigSlot,
 ) {
+    let bound = listen::Bound {
+        what: "discovery",
+        target: module_path!(),
+        open: &d.stats.connections,
+        max: DISCOVERY_MAX_CONNECTIONS,
+        refused: &d.stats.refused_connection_limit,
+    };
     loop {
-        let (sock, peer) = crate::broker::accept(&listener, "discovery").await;
-        let open = d.stats.connections.get();
-        if open >= DISCOVERY_MAX_CONNECTIONS as u64 {
-            bump(&d.stats.refused_connection_limit);
-            log::warn!("{peer}: refused: {open} connections open, the limit is {DISCOVERY_MAX_CONNECTIONS}");
-            continue;
-        }
-        bump(&d.stats.connections);
+        let (sock, peer) = listen::accept(&listener, &bound).await;
         let config = tls.borrow().clone();
         ex.spawn(serve(d.clone(), sock, peer, config)).detach();
     }

@@ -99,8 +99,9 @@ struct Inner {
     ctx: RefCell<CoreCtx>,
     queue: QueueHandle,
     shadow: RefCell<Rc<dyn ShadowCalls>>,
-    /// Whether every target of (source, topic) has room (the hub's check), for AllOrError.
-    room: RefCell<Option<RoomCheck>>,
+    /// Delivers an AllOrError publish to all of its targets or to none (the hub's
+    /// `deliver_all_or_none`).
+    all_or_none: RefCell<Option<AllOrNone>>,
     waiters: RefCell<HashMap<Key, Waker>>,
     /// Wakes the clock task: deadlines may have changed.
     clock: Notify,
@@ -128,8 +129,9 @@ enum LogPipe {
 /// A code directory's identity: device, inode, mtime (seconds).
 type CodeStamp = (u64, u64, i64);
 
-/// `Hub::targets_have_room`, handed over without a reference cycle.
-pub type RoomCheck = Box<dyn Fn(&Endpoint, &str) -> bool>;
+/// `Hub::deliver_all_or_none`, handed over without a reference cycle: `true` when the item
+/// was delivered to every target, `false` when one had no room and none got it.
+pub type AllOrNone = Box<dyn Fn(&WorkItem) -> bool>;
 
 /// The Lambda runner: clone freely (one shared state).
 #[derive(Clone)]
@@ -183,7 +185,7 @@ impl Runner {
             ctx: RefCell::new(ctx),
             queue,
             shadow: RefCell::new(Rc::new(NoShadowService)),
-            room: RefCell::new(None),
+            all_or_none: RefCell::new(None),
             waiters: RefCell::new(HashMap::new()),
             clock: Notify::default(),
             pipes: RefCell::new(Vec::new()),
@@ -215,9 +217,9 @@ impl Runner {
         *self.0.shadow.borrow_mut() = shadow;
     }
 
-    /// Plugs in the check AllOrError publishes use (the hub's `targets_have_room`).
-    pub fn set_room_check(&self, check: RoomCheck) {
-        *self.0.room.borrow_mut() = Some(check);
+    /// Plugs in the delivery AllOrError publishes use (the hub's `deliver_all_or_none`).
+    pub fn set_all_or_none(&self, deliver: AllOrNone) {
+        *self.0.all_or_none.borrow_mut() = Some(deliver);
     }
 
     /// True when `token` is a running worker's (for the stream manager).
@@ -461,21 +463,16 @@ impl Runner {
                     }
                 }
             };
+            let s = &self.0.stats;
+            let bound = crate::listen::Bound {
+                what: "Lambda IPC",
+                target: module_path!(),
+                open: &s.connections,
+                max: limits::IPC_MAX_CONNECTIONS,
+                refused: &s.refused_connections,
+            };
             loop {
-                let (sock, _) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::warn!("IPC accept: {e}");
-                        Timer::after(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let s = &self.0.stats;
-                if s.connections.get() >= limits::IPC_MAX_CONNECTIONS {
-                    bump(&s.refused_connections);
-                    continue;
-                }
-                s.connections.set(s.connections.get() + 1);
+                let (sock, _) = crate::listen::accept(&listener, &bound).await;
                 let me = self.clone();
                 ex.spawn(async move {
                     me.serve(sock).await;
@@ -910,22 +907,28 @@ impl Runner {
             ));
         }
         let all_or_error = custom.queue_full_policy.as_deref() == Some("AllOrError");
-        let source = Endpoint::Function(my_arn.to_string());
-        if all_or_error {
-            let room = self.0.room.borrow();
-            if room.as_ref().is_some_and(|check| !check(&source, &topic)) {
-                bump(&self.0.stats.publish_dropped);
-                return Err(IpcError::new(
-                    503,
-                    format!("a target of {topic:?} is full: message not delivered to any (queueFullPolicy AllOrError)"),
-                ));
-            }
-        }
         let item = WorkItem {
-            source,
+            source: Endpoint::Function(my_arn.to_string()),
             topic,
             payload: Bytes::from(req.body.clone()),
         };
+        if all_or_error {
+            // Checked and delivered in one step on this thread, past the work queue: room
+            // checked now but used later would let items already queued for the same target
+            // take it, and the call would have answered "published" for a dropped message.
+            // (So an AllOrError publish can overtake this function's BestEffort ones still
+            // in the work queue.)
+            if let Some(deliver) = self.0.all_or_none.borrow().as_ref() {
+                if deliver(&item) {
+                    return Ok(());
+                }
+                bump(&self.0.stats.publish_dropped);
+                return Err(IpcError::new(
+                    503,
+                    format!("a target of {:?} is full: message not delivered to any (queueFullPolicy AllOrError)", item.topic),
+                ));
+            }
+        }
         if self.0.queue.push(item).is_err() {
             bump(&self.0.stats.publish_dropped);
             if all_or_error {

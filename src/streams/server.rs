@@ -117,27 +117,16 @@ impl StreamManager {
         let _ttl = ex.spawn(ttl_loop(self.0.clone()));
         let _export = ex.spawn(export::run(self.0.clone()));
         let me = &self.0;
+        let bound = crate::listen::Bound {
+            what: "stream manager",
+            target: "GGStreamManager",
+            open: &me.stats.connections,
+            max: limits::STREAM_MAX_CONNECTIONS,
+            refused: &me.stats.refused_limit,
+        };
         loop {
-            let (sock, peer) = match me.listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    log::warn!(target: "GGStreamManager",
-                        "stream manager: accept failed: {e}"
-                    );
-                    Timer::after(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if me.stats.connections.get() >= limits::STREAM_MAX_CONNECTIONS {
-                me.stats.refused_limit.set(me.stats.refused_limit.get() + 1);
-                log::warn!(target: "GGStreamManager",
-                    "stream manager: {peer} refused: {} clients connected, sprig's limit",
-                    limits::STREAM_MAX_CONNECTIONS
-                );
-                continue;
-            }
+            let (sock, peer) = crate::listen::accept(&me.listener, &bound).await;
             let _ = sock.get_ref().set_nodelay(true);
-            me.stats.connections.set(me.stats.connections.get() + 1);
             me.stats.accepted.set(me.stats.accepted.get() + 1);
             let inner = me.clone();
             ex.spawn(async move {

@@ -405,22 +405,13 @@ fn encode_info(e: &mut Encoder<Vec<u8>>, info: &Info) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streams::wire::testing::{self as req, cbor, frame, memory_definition, request};
     use crate::streams::wire::Frame;
     use minicbor::Decoder;
 
-    fn frame(op: u8, f: impl FnOnce(&mut Encoder<Vec<u8>>)) -> Vec<u8> {
-        let mut e = Encoder::new(Vec::new());
-        f(&mut e);
-        let p = e.into_writer();
-        let mut v = ((p.len() + 1) as i32).to_be_bytes().to_vec();
-        v.push(op);
-        v.extend(p);
-        v
-    }
-
     fn connect(token: Option<&str>) -> Vec<u8> {
         let mut v = vec![1];
-        v.extend(frame(op::CONNECT, |e| {
+        v.extend(request(op::CONNECT, |e| {
             e.map(2 + u64::from(token.is_some())).unwrap();
             e.str("requestId").unwrap().str("c").unwrap();
             e.str("protocolVersion").unwrap().str("1.1.0").unwrap();
@@ -509,29 +500,17 @@ mod tests {
         let mut t = store();
         let mut s = Session::new();
         let _ = step(&mut s, &mut t.store, false, 0, &connect(None));
-        let create = frame(op::CREATE, |e| {
+        let create = request(op::CREATE, |e| {
             e.map(2).unwrap();
             e.str("requestId").unwrap().str("1").unwrap();
-            e.str("definition").unwrap().map(3).unwrap();
-            e.str("name").unwrap().str("s").unwrap();
-            e.str("strategyOnFull").unwrap().u8(0).unwrap();
-            e.str("persistence").unwrap().u8(1).unwrap();
+            e.str("definition").unwrap();
+            memory_definition(e, "s");
         });
-        let read = frame(op::READ, |e| {
-            e.map(3).unwrap();
-            e.str("requestId").unwrap().str("2").unwrap();
-            e.str("streamName").unwrap().str("s").unwrap();
-            e.str("readMessagesOptions").unwrap().map(1).unwrap();
-            e.str("readTimeoutMillis").unwrap().u32(5000).unwrap();
-        });
-        let append = |id: &str| {
-            frame(op::APPEND, |e| {
-                e.map(3).unwrap();
-                e.str("requestId").unwrap().str(id).unwrap();
-                e.str("name").unwrap().str("s").unwrap();
-                e.str("payload").unwrap().bytes(b"x").unwrap();
-            })
-        };
+        let read = frame(
+            op::READ,
+            &req::read("2", "s", &[("readTimeoutMillis", 5000)]),
+        );
+        let append = |id: &str| frame(op::APPEND, &req::append(id, "s", b"x"));
         // Create, a read that must wait, and one byte of the next request, in one segment.
         let mut data = [create, read].concat();
         let a3 = append("3");
@@ -548,14 +527,17 @@ mod tests {
         );
         assert!(!s.has_parked());
         // A read that times out gets NotEnoughMessages.
-        let read2 = frame(op::READ, |e| {
-            e.map(3).unwrap();
-            e.str("requestId").unwrap().str("4").unwrap();
-            e.str("streamName").unwrap().str("s").unwrap();
-            e.str("readMessagesOptions").unwrap().map(2).unwrap();
-            e.str("desiredStartSequenceNumber").unwrap().u8(1).unwrap();
-            e.str("readTimeoutMillis").unwrap().u32(100).unwrap();
-        });
+        let read2 = frame(
+            op::READ,
+            &req::read(
+                "4",
+                "s",
+                &[
+                    ("desiredStartSequenceNumber", 1),
+                    ("readTimeoutMillis", 100),
+                ],
+            ),
+        );
         let (_, out) = step(&mut s, &mut t.store, false, 2000, &read2);
         assert!(out.is_empty());
         let (_, out) = step(&mut s, &mut t.store, false, 2100, &[]);
@@ -568,28 +550,14 @@ mod tests {
     #[test]
     fn one_step_builds_a_bounded_amount_of_replies() {
         let mut t = store();
-        let mut d = wire::decode_definition(&{
-            let mut e = Encoder::new(Vec::new());
-            e.map(3).unwrap();
-            e.str("name").unwrap().str("big").unwrap();
-            e.str("strategyOnFull").unwrap().u8(0).unwrap();
-            e.str("persistence").unwrap().u8(1).unwrap();
-            e.into_writer()
-        })
-        .unwrap();
+        let mut d = wire::decode_definition(&cbor(|e| memory_definition(e, "big"))).unwrap();
         d.max_size = 1 << 20;
         t.store.create(d).unwrap();
         t.store.append("big", &vec![1; 400 * 1024], 0).unwrap();
         let mut s = Session::new();
         let _ = step(&mut s, &mut t.store, false, 0, &connect(None));
         let reads: Vec<u8> = (0..6)
-            .flat_map(|i| {
-                frame(op::READ, |e| {
-                    e.map(2).unwrap();
-                    e.str("requestId").unwrap().str(&i.to_string()).unwrap();
-                    e.str("streamName").unwrap().str("big").unwrap();
-                })
-            })
+            .flat_map(|i| frame(op::READ, &req::read(&i.to_string(), "big", &[])))
             .collect();
         let (_, out) = step(&mut s, &mut t.store, false, 0, &reads);
         let first = replies(&out).len();

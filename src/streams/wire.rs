@@ -628,4 +628,6 @@ pub fn encode_definition(e: &mut Encoder<Vec<u8>>, d: &Definition) {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -327,19 +327,32 @@ pub fn expected(prefix: &str, n: usize) -> Vec<String> {
 /// identity from `d` as the legacy cert paths (root.ca.pem, core.cert.pem, core.private.key),
 /// iotHost localhost, mqttMaxConnectionRetryInterval 2 s.
 pub fn use_cloud(root: &crate::common::TestRoot, d: &Dir, port: u16) {
+    use_cloud_retrying(root, d, port, 2);
+}
+
+/// [`use_cloud`] with mqttMaxConnectionRetryInterval `retry_secs`.
+pub fn use_cloud_retrying(root: &crate::common::TestRoot, d: &Dir, port: u16, retry_secs: u32) {
+    install_cloud_certs(root, d);
+    let config = cloud_config(&root.default_config(), port).replace(
+        r#""managedRespawn": false,"#,
+        &format!(r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": {retry_secs},"#),
+    );
+    root.write_config(&config);
+}
+
+/// The cloud CA and the core's identity from `d` as the root's legacy cert paths
+/// (root.ca.pem, core.cert.pem, core.private.key).
+pub fn install_cloud_certs(root: &crate::common::TestRoot, d: &Dir) {
     let certs = root.certs();
     fs::copy(d.path("ca.pem"), certs.join("root.ca.pem")).unwrap();
     fs::copy(d.path("core.pem"), certs.join("core.cert.pem")).unwrap();
     fs::copy(d.path("core.key"), certs.join("core.private.key")).unwrap();
-    let config = root
-        .default_config()
-        .replace(
-            r#""iotHost": "none","#,
-            &format!(r#""iotHost": "localhost", "iotMqttPort": {port},"#),
-        )
-        .replace(
-            r#""managedRespawn": false,"#,
-            r#""managedRespawn": false, "mqttMaxConnectionRetryInterval": 2,"#,
-        );
-    root.write_config(&config);
+}
+
+/// `config` (a test root's config.json text) with iotHost localhost and iotMqttPort `port`.
+pub fn cloud_config(config: &str, port: u16) -> String {
+    config.replace(
+        r#""iotHost": "none","#,
+        &format!(r#""iotHost": "localhost", "iotMqttPort": {port},"#),
+    )
 }

@@ -1,17 +1,5 @@
+use super::testing::{append, cbor, frame, read};
 use super::*;
-
-fn cbor(f: impl FnOnce(&mut Encoder<Vec<u8>>)) -> Vec<u8> {
-    let mut e = Encoder::new(Vec::new());
-    f(&mut e);
-    e.into_writer()
-}
-
-fn frame(op: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = ((payload.len() + 1) as i32).to_be_bytes().to_vec();
-    v.push(op);
-    v.extend_from_slice(payload);
-    v
-}
 
 #[test]
 fn frames_partial_whole_and_bad() {
@@ -41,12 +29,7 @@ fn frames_partial_whole_and_bad() {
 
 #[test]
 fn append_request_and_its_refusals() {
-    let p = cbor(|e| {
-        e.map(3).unwrap();
-        e.str("requestId").unwrap().str("r1").unwrap();
-        e.str("name").unwrap().str("s 1,a.b-c_d").unwrap();
-        e.str("payload").unwrap().bytes(b"hi").unwrap();
-    });
+    let p = append("r1", "s 1,a.b-c_d", b"hi");
     assert_eq!(
         decode_request(op::APPEND, &p),
         Ok((
@@ -57,12 +40,7 @@ fn append_request_and_its_refusals() {
             }
         ))
     );
-    let bad_name = cbor(|e| {
-        e.map(3).unwrap();
-        e.str("requestId").unwrap().str("r2").unwrap();
-        e.str("name").unwrap().str("a/b").unwrap();
-        e.str("payload").unwrap().bytes(b"hi").unwrap();
-    });
+    let bad_name = append("r2", "a/b", b"hi");
     let r = decode_request(op::APPEND, &bad_name).unwrap_err();
     assert_eq!(
         (r.request_id.as_deref(), r.status),
@@ -70,12 +48,7 @@ fn append_request_and_its_refusals() {
     );
     assert!(r.message.contains("'/'"), "{}", r.message);
     let big = vec![0u8; limits::STREAM_MAX_MESSAGE_BYTES + 1];
-    let too_big = cbor(|e| {
-        e.map(3).unwrap();
-        e.str("requestId").unwrap().str("r3").unwrap();
-        e.str("name").unwrap().str("s").unwrap();
-        e.str("payload").unwrap().bytes(&big).unwrap();
-    });
+    let too_big = append("r3", "s", &big);
     assert_eq!(
         decode_request(op::APPEND, &too_big).unwrap_err().status,
         Status::RequestPayloadTooLarge
@@ -172,11 +145,7 @@ fn exports_http_and_unsupported_kinds() {
 
 #[test]
 fn read_options_defaults_and_min_over_max() {
-    let p = cbor(|e| {
-        e.map(2).unwrap();
-        e.str("requestId").unwrap().str("r").unwrap();
-        e.str("streamName").unwrap().str("s").unwrap();
-    });
+    let p = read("r", "s", &[]);
     let (_, r) = decode_request(op::READ, &p).unwrap();
     assert_eq!(
         r,
@@ -190,14 +159,7 @@ fn read_options_defaults_and_min_over_max() {
             }
         }
     );
-    let p = cbor(|e| {
-        e.map(3).unwrap();
-        e.str("requestId").unwrap().str("r").unwrap();
-        e.str("streamName").unwrap().str("s").unwrap();
-        e.str("readMessagesOptions").unwrap().map(2).unwrap();
-        e.str("minMessageCount").unwrap().u8(5).unwrap();
-        e.str("maxMessageCount").unwrap().u8(2).unwrap();
-    });
+    let p = read("r", "s", &[("minMessageCount", 5), ("maxMessageCount", 2)]);
     assert!(decode_request(op::READ, &p)
         .unwrap_err()
         .message

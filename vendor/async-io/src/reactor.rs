@@ -86,6 +86,9 @@ pub(crate) struct Reactor {
     /// When inserting or removing a timer, we don't process it immediately - we just push it into
     /// this queue. Timers actually get processed when the queue fills up or the reactor is polled.
     timer_ops: ConcurrentQueue<TimerOp>,
+
+    /// sprig patch: the wakers collected by one `react`, kept for the next (empty between turns).
+    wakers: Mutex<Vec<Waker>>,
 }
 
 impl Reactor {
@@ -102,6 +105,7 @@ impl Reactor {
                 events: Mutex::new(Events::new()),
                 timers: Mutex::new(BTreeMap::new()),
                 timer_ops: ConcurrentQueue::bounded(TIMER_QUEUE_SIZE),
+                wakers: Mutex::new(Vec::new()),
             }
         })
     }
@@ -212,15 +216,20 @@ impl Reactor {
 
         let now = Instant::now();
 
-        // Split timers into ready and pending timers.
-        //
-        // Careful to split just *after* `now`, so that a timer set for exactly `now` is considered
-        // ready.
-        let pending = timers.split_off(&(now + Duration::from_nanos(1), 0));
-        let ready = mem::replace(&mut *timers, pending);
+        // sprig patch: take the ready timers (due at or before `now`) off the front one by one
+        // instead of `split_off`, which allocated a new tree node on every call, i.e. on every
+        // reactor turn (SPRIG-PATCH.md).
+        let mut fired = 0usize;
+        while let Some(entry) = timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            wakers.push(entry.remove());
+            fired += 1;
+        }
 
         // Calculate the duration until the next event.
-        let dur = if ready.is_empty() {
+        let dur = if fired == 0 {
             // Duration until the next timer.
             timers
                 .keys()
@@ -234,13 +243,8 @@ impl Reactor {
         // Drop the lock before waking.
         drop(timers);
 
-        // Add wakers to the list.
         #[cfg(feature = "tracing")]
-        tracing::trace!("{} ready wakers", ready.len());
-
-        for (_, waker) in ready {
-            wakers.push(waker);
-        }
+        tracing::trace!("{} ready wakers", fired);
 
         dur
     }
@@ -277,7 +281,9 @@ impl ReactorLock<'_> {
         #[cfg(feature = "tracing")]
         let _enter = span.enter();
 
-        let mut wakers = Vec::new();
+        // sprig patch: the wakers' list is kept between turns (a new Vec cost an allocation
+        // per turn).
+        let mut wakers = mem::take(&mut *self.reactor.wakers.lock().unwrap());
 
         // Process ready timers.
         let next_timer = self.reactor.process_timers(&mut wakers);
@@ -358,10 +364,11 @@ impl ReactorLock<'_> {
         // Wake up ready tasks.
         #[cfg(feature = "tracing")]
         tracing::trace!("{} ready wakers", wakers.len());
-        for waker in wakers {
+        for waker in wakers.drain(..) {
             // Don't let a panicking waker blow everything up.
             panic::catch_unwind(|| waker.wake()).ok();
         }
+        *self.reactor.wakers.lock().unwrap() = wakers;
 
         res
     }
