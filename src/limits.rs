@@ -257,8 +257,9 @@ pub const SESSION_OUTBOX_KEEP_FRAMES: usize = 8;
 // TLS buffers of a device connection (issue 13 §1: src/broker/tlsconn.rs, rustls's unbuffered
 // API with buffers sprig owns, empty while the device is idle).
 
-/// Ciphertext read from a device socket at once, bytes, into a buffer on the thread's stack
-/// (not kept per connection): rustls's own read size (`READ_SIZE` in its deframer).
+/// Ciphertext read from a device socket at once, bytes, into one buffer the thread's
+/// connections share (not one per connection): rustls's own read size (`READ_SIZE` in its
+/// deframer).
 pub const TLS_READ_CHUNK_BYTES: usize = 4096;
 
 /// Largest TLS record sprig buffers, bytes: a 5-byte header and at most 2^14 + 2048 bytes of

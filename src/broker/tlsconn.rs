@@ -5,8 +5,9 @@
 //! rustls's buffered `ServerConnection` keeps a deframer read buffer of `used + 4096` bytes after
 //! every `read_tls` and has no call to give it back: 4 KiB per idle device. Here:
 //!
-//! * **Input.** Ciphertext is read into a `TLS_READ_CHUNK_BYTES` buffer on the thread's stack and
-//!   processed from there; only a record cut in two by the read (its tail still in the socket)
+//! * **Input.** Ciphertext is read into the thread's one `TLS_READ_CHUNK_BYTES` buffer (shared
+//!   by all connections, never zeroed again) and processed from there; only a record cut in
+//!   two by the read (its tail still in the socket)
 //!   is copied to `inbuf`, which then grows to that record's size and is freed as soon as the
 //!   record is complete. A device that sends nothing has an empty `inbuf`.
 //! * **Output.** Handshake flights and encrypted application data go into `out`, in order;
@@ -36,6 +37,13 @@ use rustls::ServerConfig;
 
 use super::session::Close;
 use crate::limits;
+
+thread_local! {
+    /// The read buffer of [`TlsConn::read_from`]: one per thread (sprig has one), since a read
+    /// is processed before the next begins.
+    static READ_CHUNK: std::cell::Cell<Option<Box<[u8; limits::TLS_READ_CHUNK_BYTES]>>> =
+        const { std::cell::Cell::new(None) };
+}
 
 /// What a read from the socket produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -202,11 +210,25 @@ impl TlsConn {
         // Once the handshake is done, a read without a sink would only pile up records.
         while total < budget && !self.peer_closed && (sink.is_some() || self.is_handshaking()) {
             let read = if self.inbuf.is_empty() {
-                let mut chunk = [0u8; limits::TLS_READ_CHUNK_BYTES];
-                match read_some(rd, &mut chunk)? {
+                // The thread's one read buffer, borrowed for this read (a nested read, which
+                // nothing does, would get a new one): nothing zeroed or allocated per read.
+                let mut chunk = READ_CHUNK
+                    .take()
+                    .unwrap_or_else(|| Box::new([0; limits::TLS_READ_CHUNK_BYTES]));
+                // `None`: would block; `Some(None)`: end of stream.
+                let r = match read_some(rd, &mut chunk[..]) {
+                    Ok(Some(0)) => Ok(Some(None)),
+                    Ok(Some(n)) => self
+                        .receive(&mut chunk[..n], reborrow(&mut sink))
+                        .map(|got| Some(Some((n, got)))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                READ_CHUNK.set(Some(chunk));
+                match r? {
                     None => break,
-                    Some(0) => return Ok(ReadOutcome::Closed),
-                    Some(n) => (n, self.receive(&mut chunk[..n], reborrow(&mut sink))?),
+                    Some(None) => return Ok(ReadOutcome::Closed),
+                    Some(Some(read)) => read,
                 }
             } else {
                 match self.read_rest_of_record(rd)? {
