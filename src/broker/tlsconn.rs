@@ -1,15 +1,16 @@
-//! One device's TLS with buffers sprig owns: rustls's unbuffered server API
-//! (`UnbufferedServerConnection::process_tls_records`) between two byte buffers that are empty,
-//! holding no allocation, whenever the connection is idle (issue 13 §1).
+//! One server-side TLS connection (a device's, or a discovery request's) with buffers sprig
+//! owns: rustls's unbuffered server API (`UnbufferedServerConnection::process_tls_records`)
+//! between two byte buffers that are empty, holding no allocation, whenever the connection is
+//! idle (issue 13 §1).
 //!
 //! rustls's buffered `ServerConnection` keeps a deframer read buffer of `used + 4096` bytes after
 //! every `read_tls` and has no call to give it back: 4 KiB per idle device. Here:
 //!
 //! * **Input.** Ciphertext is read into the thread's one `TLS_READ_CHUNK_BYTES` buffer (shared
-//!   by all connections, never zeroed again) and processed from there; only a record cut in
-//!   two by the read (its tail still in the socket)
-//!   is copied to `inbuf`, which then grows to that record's size and is freed as soon as the
-//!   record is complete. A device that sends nothing has an empty `inbuf`.
+//!   by all connections, zeroed once) and processed from there; only a record cut in two by the
+//!   read (its tail still in the socket) is copied to `inbuf`, which then grows to that
+//!   record's size and is freed as soon as the record is complete. A device that sends nothing
+//!   has an empty `inbuf`.
 //! * **Output.** Handshake flights and encrypted application data go into `out`, in order;
 //!   [`TlsConn::flush_to`] sends them and frees `out` once everything left.
 //! * **Plaintext** goes straight to the caller's sink record by record (the MQTT session, which
@@ -19,7 +20,8 @@
 //!
 //! The record pump is sans-IO ([`TlsConn::receive`], [`TlsConn::write`]); [`TlsConn::read_from`]
 //! and [`TlsConn::flush_to`] only move bytes between those buffers and any `Read`/`Write`
-//! (the non-blocking socket). Unit tests drive it against a rustls client in memory.
+//! (the non-blocking socket); [`handshake`] is the async part (socket readiness and a deadline).
+//! Unit tests drive the pump against a rustls client in memory.
 
 use std::future::Future;
 use std::io::{self, Read, Write};
