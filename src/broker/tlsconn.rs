@@ -58,8 +58,9 @@ pub enum ReadOutcome {
     Closed,
 }
 
-/// Where decrypted application data goes (the device's MQTT session); an `Err` stops the pump
-/// and is handed back. One concrete error type, so the pump is compiled once.
+/// Where decrypted application data goes (the device's MQTT session, or discovery's request
+/// buffer); an `Err` stops the pump and is handed back. One concrete error type (the session's),
+/// so the pump is compiled once.
 pub type Sink<'a> = Option<&'a mut dyn FnMut(&[u8]) -> Result<(), Close>>;
 
 /// A shorter-lived copy of `sink` (for calls in a loop).
@@ -192,8 +193,8 @@ impl TlsConn {
         }
     }
 
-    /// Queues a close_notify alert (best effort: nothing when the handshake is not done or a
-    /// fatal alert went out), or the alert rustls made for a protocol error.
+    /// Queues a close_notify alert (best effort: nothing when the handshake is not done, nor
+    /// after a TLS error, whose alert is already queued).
     pub fn close_notify(&mut self) {
         let _ = self.with_inbuf(|t, buf| t.pump(buf, &mut None, Want::CloseNotify));
     }
