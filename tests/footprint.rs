@@ -99,9 +99,9 @@ fn live() -> (isize, isize) {
 /// Devices measured at once; the per-device figure is the difference divided by this.
 const N: usize = 24;
 
-/// Heap per idle connected device allowed, bytes. Measured 5,399 B (rustls 0.23.46 unbuffered
+/// Heap per idle connected device allowed, bytes. Measured 5,447 B (rustls 0.23.46 unbuffered
 /// API, ring, TLS 1.3; see ARCHITECTURE.md "What an idle device costs"), 10,865 B with rustls's
-/// buffered API, 22,300 B before issue 13. Slack (1.7 KiB) for rustls versions and cipher
+/// buffered API, 22,300 B before issue 13. Slack (1.7 kB) for rustls versions and cipher
 /// suites; rustls's 4 KiB read buffer, sprig's 4 KiB input buffer or the 8 KiB pre-sized outbox
 /// coming back fails it.
 const DEVICE_BUDGET_BYTES: isize = 7 * 1024;
