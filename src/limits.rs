@@ -262,6 +262,10 @@ pub const SESSION_OUTBOX_KEEP_FRAMES: usize = 8;
 /// deframer).
 pub const TLS_READ_CHUNK_BYTES: usize = 4096;
 
+/// Largest emptied TLS output buffer kept for reuse, bytes: one per thread (not per
+/// connection), so that sending a message does not allocate; two records of the largest size.
+pub const TLS_SPARE_OUTPUT_MAX_BYTES: usize = 2 * (16 * 1024 + 256 + 5);
+
 /// Largest TLS record sprig buffers, bytes: a 5-byte header and at most 2^14 + 2048 bytes of
 /// ciphertext (RFC 5246 §6.2.3; TLS 1.3 allows less, 2^14 + 256, RFC 8446 §5.2). rustls refuses
 /// a bigger record header; a connection's input buffer never holds more than one record.

@@ -12,7 +12,8 @@
 //!   record's size and is freed as soon as the record is complete. A device that sends nothing
 //!   has an empty `inbuf`.
 //! * **Output.** Handshake flights and encrypted application data go into `out`, in order;
-//!   [`TlsConn::flush_to`] sends them and frees `out` once everything left.
+//!   [`TlsConn::flush_to`] sends them and, once everything left, hands `out` on as the
+//!   thread's one spare output buffer (the next connection that writes takes it).
 //! * **Plaintext** goes straight to the caller's sink record by record (the MQTT session, which
 //!   keeps its own input buffer empty while idle); with no sink (during the handshake) a record
 //!   that arrived with the client's last handshake flight waits decrypted in rustls until the
@@ -45,6 +46,25 @@ thread_local! {
     /// is processed before the next begins.
     static READ_CHUNK: std::cell::Cell<Option<Box<[u8; limits::TLS_READ_CHUNK_BYTES]>>> =
         const { std::cell::Cell::new(None) };
+    /// An emptied output buffer, passed on to the next connection that writes: `out` is freed
+    /// once sent (an idle device holds none), and this keeps that from costing an allocation per
+    /// message. One per thread, at most `TLS_SPARE_OUTPUT_MAX_BYTES` of capacity.
+    static SPARE_OUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives `out` a buffer (the thread's spare, if there is one) before it is written to.
+fn ready_out(out: &mut Vec<u8>) {
+    if out.capacity() == 0 {
+        *out = SPARE_OUT.with(std::cell::Cell::take);
+    }
+}
+
+/// Keeps a sent-out buffer as the thread's spare (unless it has none, or grew past the bound).
+fn spare_out(mut out: Vec<u8>) {
+    if (1..=limits::TLS_SPARE_OUTPUT_MAX_BYTES).contains(&out.capacity()) {
+        out.clear();
+        SPARE_OUT.with(|s| s.set(out));
+    }
 }
 
 /// What a read from the socket produced.
@@ -264,7 +284,7 @@ impl TlsConn {
                 Err(e) => return Err(e),
             }
         }
-        self.out = Vec::new();
+        spare_out(std::mem::take(&mut self.out));
         self.sent = 0;
         Ok(true)
     }
@@ -363,6 +383,7 @@ impl TlsConn {
                         Err(EncodeError::InsufficientSize(s)) => s.required_size,
                         _ => 0,
                     };
+                    ready_out(&mut self.out);
                     let at = self.out.len();
                     self.out.resize(at + need, 0);
                     let n = e.encode(&mut self.out[at..]).unwrap_or(0);
@@ -421,6 +442,7 @@ impl TlsConn {
             };
             let mut tmp = [0u8; 64];
             if let Ok(n) = e.encode(&mut tmp) {
+                ready_out(&mut self.out);
                 self.out.extend_from_slice(&tmp[..n]);
             }
         }
@@ -490,6 +512,7 @@ fn encrypt_into(
         Err(EncryptError::InsufficientSize(s)) => s.required_size,
         Err(e) => return Err(io::Error::other(e.to_string())),
     };
+    ready_out(out);
     let at = out.len();
     out.resize(at + need, 0);
     match f(&mut out[at..]) {
