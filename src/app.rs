@@ -181,9 +181,8 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // Hooks registered with `applier.on_group_applied` run after each swap (the Lambda
     // runner's `apply` goes there).
     // The applier owns the one typed group from here on (issue 13: the largest is ≈2 MB); the
-    // set-up below borrows it, and lets go before the event loop runs (a deployment replaces it).
+    // set-up below borrows it one statement at a time (a deployment replaces it).
     let applier = Applier::new(config, group, hub.clone(), reload);
-    let group = applier.group();
     status.add_section("deployment", {
         let a = applier.clone();
         Box::new(move || a.status())
@@ -191,8 +190,12 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     let _deployments = ex.spawn(applier.clone().run());
     // The Lambda runner (issue 12): IPC on 127.0.0.1:ggDaemonPort (bound when the group has
     // functions), workers as children.
-    let runner =
-        crate::lambda::shell::Runner::new(config, &group, queue.clone(), child_exits.clone());
+    let runner = crate::lambda::shell::Runner::new(
+        config,
+        &applier.group(),
+        queue.clone(),
+        child_exits.clone(),
+    );
     if runner.has_functions() {
         // Not fatal: the broker and the cloud link serve on; the runner retries the port.
         if let Err(e) = runner.listen() {
@@ -212,13 +215,13 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         let r = runner.clone();
         start_streams(
             config,
-            &group,
+            &applier.group(),
             &status,
             Rc::new(move |t: &str| r.is_live_token(t)),
         )?
     };
     #[cfg(not(feature = "stream-manager"))]
-    if group.system_function("GGStreamManager").is_some() {
+    if applier.group().system_function("GGStreamManager").is_some() {
         log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
     }
     // GGShadowService calls from functions go straight to the shadow service.
@@ -248,7 +251,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         async move { status.run().await }
     });
     // The local Discovery API (issue 11), on its own port with the broker's certificate.
-    let discovery = start_discovery(config, &group, &identity, &slot, &status)?;
+    let discovery = start_discovery(config, &applier.group(), &identity, &slot, &status)?;
     let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
     // Hot deployments and `sprig reset` reach the shadow service (its thing set, SyncShadow
     // flags, memory re-read from the store) and the discovery directory.
@@ -284,8 +287,6 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     };
     #[cfg(not(feature = "stream-manager"))]
     let streams_run = future::pending::<()>();
-    // The set-up's borrow of the group in force ends before the event loop runs a deployment.
-    drop(group);
     // Polled only when one of its own wakers fired, not on every wake-up of the event loop
     // (each re-poll retried every listener's accept: src/wake.rs).
     crate::wake::when_woken(future::or(
