@@ -347,38 +347,47 @@ impl Router {
     }
 
     /// Collects the targets of subjects under `node` that match `rest`, the topic's remaining
-    /// levels (at least one). `first`: `node` is the root, where the `$` rule applies.
+    /// levels (at least one). `first`: `node` is the root, where the `$` rule applies. The
+    /// literal child is followed in the loop, a `+` child by recursion.
     fn walk(&self, node: u32, rest: &str, first: bool, dollar: bool, out: &mut Vec<EndpointId>) {
-        let (n, next) = (self.nodes[node as usize], self.nodes[node as usize + 1]);
-        let wild_ok = !(first && dollar);
-        // `x/#` matches `x` itself and anything below: `rest` here is at least one level.
-        if wild_ok {
-            out.extend_from_slice(&self.targets[n.hash as usize..next.exact as usize]);
-        }
-        let (level, tail) = match rest.split_once('/') {
-            Some((l, t)) => (l, Some(t)),
-            None => (rest, None),
-        };
-        let first = n.children as usize;
-        let kids = &self.nodes[first..next.children as usize];
-        let mut step = |child: usize| match tail {
-            Some(t) => self.walk(child as u32, t, false, dollar, out),
-            None => out.extend_from_slice(self.node_targets(child)),
-        };
-        // The `+` child, when there is one, comes first; the literal ones are in `label_order`.
-        let plus = kids.first().is_some_and(|c| c.label == PLUS);
-        let skip = usize::from(plus);
-        let found = kids[skip..].binary_search_by(|c| {
-            label_order(
-                self.labels.bytes((c.label - FIRST_LITERAL) as usize),
-                level.as_bytes(),
-            )
-        });
-        if let Ok(k) = found {
-            step(first + skip + k);
-        }
-        if wild_ok && plus {
-            step(first);
+        let (mut node, mut rest, mut first) = (node as usize, rest, first);
+        loop {
+            let (n, next) = (self.nodes[node], self.nodes[node + 1]);
+            let wild_ok = !(first && dollar);
+            // `x/#` matches `x` itself and anything below: `rest` here is at least one level.
+            if wild_ok {
+                out.extend_from_slice(&self.targets[n.hash as usize..next.exact as usize]);
+            }
+            let (level, tail) = match rest.split_once('/') {
+                Some((l, t)) => (l, Some(t)),
+                None => (rest, None),
+            };
+            let from = n.children as usize;
+            let kids = &self.nodes[from..next.children as usize];
+            // The `+` child, when there is one, comes first; the literal ones are in
+            // `label_order`.
+            let plus = kids.first().is_some_and(|c| c.label == PLUS);
+            if wild_ok && plus {
+                match tail {
+                    Some(t) => self.walk(from as u32, t, false, dollar, out),
+                    None => out.extend_from_slice(self.node_targets(from)),
+                }
+            }
+            let skip = usize::from(plus);
+            let found = kids[skip..].binary_search_by(|c| {
+                label_order(
+                    self.labels.bytes((c.label - FIRST_LITERAL) as usize),
+                    level.as_bytes(),
+                )
+            });
+            let Ok(k) = found else {
+                return;
+            };
+            let child = from + skip + k;
+            match tail {
+                Some(t) => (node, rest, first) = (child, t, false),
+                None => return out.extend_from_slice(self.node_targets(child)),
+            }
         }
     }
 
