@@ -317,16 +317,19 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     kill(-pgid, sig)
 }
 
-/// The first mapping in /proc/self/maps whose line satisfies `pick`, as (start, end).
-fn own_mapping(pick: impl Fn(&str) -> bool) -> io::Result<Option<(usize, usize)>> {
+/// The main thread's stack mapping in /proc/self/maps, as (start, end).
+fn stack_mapping() -> io::Result<Option<(usize, usize)>> {
     let maps = std::fs::read_to_string("/proc/self/maps")?;
-    Ok(maps.lines().filter(|l| pick(l)).find_map(|l| {
-        let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
-        Some((
-            usize::from_str_radix(lo, 16).ok()?,
-            usize::from_str_radix(hi, 16).ok()?,
-        ))
-    }))
+    Ok(maps
+        .lines()
+        .filter(|l| l.ends_with("[stack]"))
+        .find_map(|l| {
+            let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
+            Some((
+                usize::from_str_radix(lo, 16).ok()?,
+                usize::from_str_radix(hi, 16).ok()?,
+            ))
+        }))
 }
 
 fn page_size() -> usize {
@@ -354,7 +357,7 @@ fn dont_need(lo: usize, hi: usize) -> io::Result<()> {
 /// for the life of the process. The next touch of such a page maps a zero page (a minor fault).
 /// Returns the bytes of the range given back; 0 when called off the main thread's stack.
 pub fn trim_stack(keep: usize) -> io::Result<usize> {
-    let Some((lo, hi)) = own_mapping(|l| l.ends_with("[stack]"))? else {
+    let Some((lo, hi)) = stack_mapping()? else {
         return Ok(0);
     };
     let marker = 0u8;
@@ -374,20 +377,30 @@ pub fn trim_stack(keep: usize) -> io::Result<usize> {
     Ok(end - lo)
 }
 
-/// Unmaps this process's pages of its own code (the executable's `r-xp` mapping) with
-/// `madvise(MADV_DONTNEED)`. They are clean file pages: they stay in the page cache, and the
-/// code that runs next is mapped again on its first touch (a minor fault per 64 KiB, no I/O
-/// unless the kernel evicted them meanwhile). Called once start-up is over, this leaves only
+/// Unmaps this process's pages of its own code and read-only data (from the ELF header to the
+/// end of the text: `__executable_start`..`etext`, which the linker defines) with
+/// `madvise(MADV_DONTNEED)`. They are clean, never-written file pages: they stay in the page
+/// cache, and what runs or is read next is mapped again on its first touch (a minor fault per
+/// 64 KiB, no I/O unless the kernel evicted them meanwhile). The writable segments after the
+/// text (relocated data, GOT) are not touched. Called once start-up is over, this leaves only
 /// the code of device sessions and the idle loop resident (the link order groups it; see
-/// musl/symbol-order.txt). Returns the bytes of the mapping.
+/// musl/symbol-order.txt). Returns the bytes of the range.
 pub fn release_text() -> io::Result<usize> {
-    let exe = std::env::current_exe()?;
-    let exe = exe.to_string_lossy();
-    let Some((lo, hi)) =
-        own_mapping(|l| l.split_whitespace().nth(1) == Some("r-xp") && l.ends_with(exe.as_ref()))?
-    else {
+    extern "C" {
+        static __executable_start: u8;
+        static etext: u8;
+    }
+    let page = page_size();
+    // Only the addresses of the two linker-defined symbols are taken, never their bytes.
+    let (start, end) = (
+        std::ptr::addr_of!(__executable_start) as usize,
+        std::ptr::addr_of!(etext) as usize,
+    );
+    let (lo, hi) = (start & !(page - 1), end & !(page - 1));
+    if hi <= lo {
         return Ok(0);
-    };
+    }
+    // Whole pages only: the page holding `etext` may continue into the writable segment.
     dont_need(lo, hi)?;
     Ok(hi - lo)
 }
