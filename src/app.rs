@@ -313,20 +313,17 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
 /// is polled from the loop's own depth: everything deeper is dead). On the first round,
 /// start-up is over: [`crate::sys::release_text`] unmaps the code, and what runs from then on
 /// (device sessions, the idle loop: grouped by the link order) is mapped back on first touch.
-/// Runs until dropped.
+/// Runs until dropped, or until the kernel refuses (logged once at debug level).
 async fn trim_stack() {
-    let mut first = true;
-    loop {
-        Timer::after(Duration::from_millis(limits::STACK_TRIM_INTERVAL_MS)).await;
-        if std::mem::take(&mut first) {
-            if let Err(e) = crate::sys::release_text() {
-                log::debug!("cannot release the start-up code's pages: {e}");
-            }
-        }
-        if let Err(e) = crate::sys::trim_stack(limits::STACK_TRIM_KEEP_BYTES) {
-            log::debug!("cannot trim the stack: {e}");
-            return;
-        }
+    let pause = || Timer::after(Duration::from_millis(limits::STACK_TRIM_INTERVAL_MS));
+    pause().await;
+    let mut given_back = crate::sys::release_text();
+    while given_back.is_ok() {
+        given_back = crate::sys::trim_stack(limits::STACK_TRIM_KEEP_BYTES);
+        pause().await;
+    }
+    if let Err(e) = given_back {
+        log::debug!("cannot give the start-up code's or the stack's pages back: {e}");
     }
 }
 

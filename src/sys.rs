@@ -320,16 +320,16 @@ pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
 /// The main thread's stack mapping in /proc/self/maps, as (start, end).
 fn stack_mapping() -> io::Result<Option<(usize, usize)>> {
     let maps = std::fs::read_to_string("/proc/self/maps")?;
-    Ok(maps
-        .lines()
-        .filter(|l| l.ends_with("[stack]"))
-        .find_map(|l| {
-            let (lo, hi) = l.split_whitespace().next()?.split_once('-')?;
-            Some((
-                usize::from_str_radix(lo, 16).ok()?,
-                usize::from_str_radix(hi, 16).ok()?,
-            ))
-        }))
+    // "START-END PERMS ... [stack]", addresses in hex.
+    let range = maps.lines().find(|l| l.ends_with("[stack]")).and_then(|l| {
+        let (lo, rest) = l.split_once('-')?;
+        let (hi, _) = rest.split_once(' ')?;
+        Some((
+            usize::from_str_radix(lo, 16).ok()?,
+            usize::from_str_radix(hi, 16).ok()?,
+        ))
+    });
+    Ok(range)
 }
 
 fn page_size() -> usize {
