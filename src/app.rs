@@ -313,7 +313,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
 /// is polled from the loop's own depth: everything deeper is dead). On the first round,
 /// start-up is over: [`crate::sys::release_text`] unmaps the code, and what runs from then on
 /// (device sessions, the idle loop: grouped by the link order) is mapped back on first touch.
-/// Runs until dropped, or until the kernel refuses (logged once at debug level).
+/// Runs until dropped, or until madvise(2) fails (logged once at debug level).
 async fn trim_stack() {
     let pause = || Timer::after(Duration::from_millis(limits::STACK_TRIM_INTERVAL_MS));
     pause().await;
@@ -323,7 +323,7 @@ async fn trim_stack() {
         pause().await;
     }
     if let Err(e) = given_back {
-        log::debug!("cannot give the start-up code's or the stack's pages back: {e}");
+        log::debug!("madvise stopped: {e}");
     }
 }
 

@@ -397,9 +397,6 @@ pub fn release_text() -> io::Result<usize> {
         std::ptr::addr_of!(etext) as usize,
     );
     let (lo, hi) = (start & !(page - 1), end & !(page - 1));
-    if hi <= lo {
-        return Ok(0);
-    }
     // Whole pages only: the page holding `etext` may continue into the writable segment.
     dont_need(lo, hi)?;
     Ok(hi - lo)
