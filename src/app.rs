@@ -62,7 +62,13 @@ impl std::fmt::Display for AppError {
 /// along the group's subscriptions to device outboxes, the cloud sink, or (not built yet)
 /// Lambdas and the shadow service.
 pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Result<(), AppError> {
-    let config = &core.config;
+    let Core {
+        config,
+        group,
+        child_exits,
+        reload,
+    } = core;
+    let config = &config;
     let identity = pki::server_identity(config, SystemTime::now())
         .map_err(|e| AppError::Startup(e.to_string()))?;
     let tls = tls_config(&identity)?;
@@ -74,22 +80,22 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     })?;
     log::info!(
         "local MQTT broker on 0.0.0.0:{port}: {} devices, {} subscriptions in the group",
-        core.group.devices.len(),
-        core.group.subscriptions.len()
+        group.devices.len(),
+        group.subscriptions.len()
     );
 
     let queue = SharedQueue::new(
         config.runtime.max_work_item_count as usize,
         limits::MAX_WORK_QUEUE_BYTES,
     );
-    let hub = Hub::new(&core.group, queue.clone(), config.sprig.max_connections);
+    let hub = Hub::new(&group, queue.clone(), config.sprig.max_connections);
     let status = Rc::new(StatusBoard::new(&config.write_dir, hub.clone()));
 
     // The local shadow service (issue 9): requests routed to GGShadowService, replies into the
     // work queue with source GGShadowService.
     let shadows = ShadowService::open(
         &config.write_dir,
-        &shadow_things(config, &core.group),
+        &shadow_things(config, &group),
         queue.clone(),
     );
     hub.set_shadow_sink(shadows.clone());
@@ -103,7 +109,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // The cloud link (issue 4): messages routed to `cloud` go to its spool; messages from the
     // cloud enter the work queue with source `cloud` (a QoS 1 one is acknowledged upstream only
     // if the queue took it).
-    let cloud = match CloudSettings::from_config(config, &core.group).map_err(AppError::Startup)? {
+    let cloud = match CloudSettings::from_config(config, &group).map_err(AppError::Startup)? {
         None => {
             log::info!("coreThing.iotHost is empty or \"none\": running without a cloud link");
             status.add_section(
@@ -131,7 +137,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
             }
             // The link subscribes only when it starts: SyncShadow set later waits for a restart.
             shadows.pin_cloud_things();
-            let spool = cloud::open_spool(&config.write_dir, &core.group.spooler);
+            let spool = cloud::open_spool(&config.write_dir, &group.spooler);
             let q = queue.clone();
             let sh = shadows.clone();
             let inbound = move |topic: &str, payload: Bytes| {
@@ -174,7 +180,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // Deployments (issue 10): the group is swapped in place when `sprig deploy` installs one.
     // Hooks registered with `applier.on_group_applied` run after each swap (the Lambda
     // runner's `apply` goes there).
-    let applier = Applier::new(config, &core.group, hub.clone(), core.reload.clone());
+    // The applier owns the one typed group from here on (issue 13: the largest is ≈2 MB); the
+    // set-up below borrows it one statement at a time (a deployment replaces it).
+    let applier = Applier::new(config, group, hub.clone(), reload);
     status.add_section("deployment", {
         let a = applier.clone();
         Box::new(move || a.status())
@@ -184,9 +192,9 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
     // functions), workers as children.
     let runner = crate::lambda::shell::Runner::new(
         config,
-        &core.group,
+        &applier.group(),
         queue.clone(),
-        core.child_exits.clone(),
+        child_exits.clone(),
     );
     if runner.has_functions() {
         // Not fatal: the broker and the cloud link serve on; the runner retries the port.
@@ -207,13 +215,13 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         let r = runner.clone();
         start_streams(
             config,
-            &core.group,
+            &applier.group(),
             &status,
             Rc::new(move |t: &str| r.is_live_token(t)),
         )?
     };
     #[cfg(not(feature = "stream-manager"))]
-    if core.group.system_function("GGStreamManager").is_some() {
+    if applier.group().system_function("GGStreamManager").is_some() {
         log::warn!("the group deploys GGStreamManager but this sprig build lacks the stream-manager feature: no stream manager runs");
     }
     // GGShadowService calls from functions go straight to the shadow service.
@@ -243,7 +251,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         async move { status.run().await }
     });
     // The local Discovery API (issue 11), on its own port with the broker's certificate.
-    let discovery = start_discovery(&core, &identity, &slot, &status)?;
+    let discovery = start_discovery(config, &applier.group(), &identity, &slot, &status)?;
     let discovery_slot = discovery.as_ref().map(|d| d.2.clone());
     // Hot deployments and `sprig reset` reach the shadow service (its thing set, SyncShadow
     // flags, memory re-read from the store) and the discovery directory.
@@ -258,7 +266,7 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
         }));
     }
     let _rotation = ex.spawn(rotate_server_cert(
-        core.config.clone(),
+        config.clone(),
         identity,
         slot.clone(),
         discovery_slot,
@@ -368,19 +376,20 @@ type DiscoveryParts = (
 
 /// Binds `sprig.discoveryPort` (None when it is 0) and adds the `discovery` status section.
 fn start_discovery(
-    core: &Core,
+    config: &Config,
+    group: &Group,
     identity: &pki::ServerIdentity,
     broker_tls: &ServerConfigSlot,
     status: &StatusBoard,
 ) -> Result<Option<DiscoveryParts>, AppError> {
-    let port = core.config.sprig.discovery_port;
+    let port = config.sprig.discovery_port;
     if port == 0 {
         log::info!("discovery API disabled (sprig.discoveryPort is 0)");
         return Ok(None);
     }
     let listener = match broker::bind(port) {
         Ok(l) => l,
-        Err(e) if !core.config.sprig.discovery_port_set => {
+        Err(e) if !config.sprig.discovery_port_set => {
             // The default port being taken must not stop the broker: discovery stays off.
             let why = format!(
                 "not started: cannot listen on 0.0.0.0:{port} ({e}); set sprig.discoveryPort to a free port, or 0"
@@ -403,11 +412,7 @@ fn start_discovery(
             )))
         }
     };
-    let d = Rc::new(discovery::server::Discovery::new(
-        &core.config,
-        &core.group,
-        identity,
-    ));
+    let d = Rc::new(discovery::server::Discovery::new(config, group, identity));
     log::info!("discovery API on 0.0.0.0:{port}");
     let d2 = d.clone();
     status.add_section("discovery", Box::new(move || d2.status()));

@@ -254,6 +254,28 @@ pub const SESSION_REPLY_KEEP_BYTES: usize = 64;
 /// it empties, so an idle device holds none of the `SESSION_OUTBOUND_MESSAGES` slots.
 pub const SESSION_OUTBOX_KEEP_FRAMES: usize = 8;
 
+// TLS buffers of a device connection (issue 13 §1: src/broker/tlsconn.rs, rustls's unbuffered
+// API with buffers sprig owns, empty while the device is idle).
+
+/// Ciphertext read from a device socket at once, bytes, into one buffer the thread's
+/// connections share (not one per connection): rustls's own read size (`READ_SIZE` in its
+/// deframer).
+pub const TLS_READ_CHUNK_BYTES: usize = 4096;
+
+/// Largest emptied TLS output buffer kept for reuse, bytes: one per thread (not per
+/// connection), so that sending a message does not allocate; two records of the largest size.
+pub const TLS_SPARE_OUTPUT_MAX_BYTES: usize = 2 * (16 * 1024 + 256 + 5);
+
+/// Largest TLS record sprig buffers, bytes: a 5-byte header and at most 2^14 + 2048 bytes of
+/// ciphertext (RFC 5246 §6.2.3; TLS 1.3 allows less, 2^14 + 256, RFC 8446 §5.2). rustls refuses
+/// a bigger record header; a connection's input buffer never holds more than one record.
+pub const TLS_RECORD_MAX_BYTES: usize = 5 + 16_384 + 2_048;
+
+/// Largest handshake message taken from a client, bytes: rustls's `MAX_HANDSHAKE_SIZE` (a
+/// certificate chain spread over several records). The input buffer may hold this plus one
+/// record while the handshake lasts.
+pub const TLS_HANDSHAKE_MAX_BYTES: usize = 0xffff;
+
 // Stream manager (issue 14, feature `stream-manager`): every bound of the stream server and
 // its store. Sources: seed-D §2 (the guide's stream manager chapter) and the stock client
 // (PyPI greengrasssdk 1.6.1, `stream_manager/`).

@@ -3,7 +3,9 @@
 //!
 //! * [`Router::route`]: a message from `source` on `topic` goes to which targets? One topic trie
 //!   per source, so the cost grows with the topic's depth and the number of matching branches,
-//!   not with the number of subscriptions.
+//!   not with the number of subscriptions. The tries are frozen into flat arrays when the table
+//!   is built (16-byte nodes, each distinct level string once, children found by binary
+//!   search): the largest group's table is ≈0.7 MB instead of ≈9.5 MB of hash-map nodes.
 //! * [`Router::may_subscribe`]: may a device SUBSCRIBE to a filter? Only when some subscription
 //!   targets that device with a Subject the filter [`overlaps`] (defined there).
 //!
@@ -72,64 +74,139 @@ impl Hasher for FxHasher {
     }
 }
 
-/// One node of a source's topic trie. Children are indices into `Router::nodes`.
-#[derive(Debug, Default)]
+/// The label id of a `+` level. Literal labels start at [`FIRST_LITERAL`], so a node's `+`
+/// child, when it has one, is its first child.
+const PLUS: u32 = 0;
+/// The label id of a `#` level (only ever last: it is the node's `hash` targets, not a child).
+const HASH: u32 = 1;
+const FIRST_LITERAL: u32 = 2;
+/// `roots` entry of an endpoint that is the Source of no subscription.
+const NO_ROOT: u32 = u32::MAX;
+
+/// One node of the frozen tries, 16 bytes. Nodes are laid out breadth first, so the children
+/// of a node, its exact targets and its hash targets are each a contiguous range that ends
+/// where the next node's begins (a sentinel node closes the last ranges).
+#[derive(Debug, Default, Clone, Copy)]
 struct Node {
-    /// Children by literal level.
-    literal: FastMap<Box<str>, u32>,
-    /// The child for a `+` level.
-    plus: Option<u32>,
-    /// Targets of subjects ending here (`a/b` ends at the `b` node).
-    exact: Vec<EndpointId>,
-    /// Targets of subjects ending with `/#` here (`a/#` is stored on the `a` node): they match
-    /// this level and everything below it.
-    hash: Vec<EndpointId>,
+    /// Label of the level that leads here (unused for roots).
+    label: u32,
+    /// First child in `Router::nodes`; children are sorted by label.
+    children: u32,
+    /// First of this node's targets in `Router::targets`: `exact` targets (subjects ending
+    /// here: `a/b` ends at the `b` node), then `hash` targets (subjects ending with `/#` here:
+    /// `a/#` is on the `a` node; they match this level and everything below it).
+    exact: u32,
+    hash: u32,
 }
 
-/// The routing table of one deployed group.
+/// The routing table of one deployed group, frozen: built once by [`Router::new`], then only
+/// read. One topic trie per Source, all of them in flat arrays (ARCHITECTURE.md, "The routing
+/// table"): nodes of 16 bytes, each distinct level string stored once (`labels`), targets in
+/// one vector, and the Subjects each device may receive in one string.
 #[derive(Debug, Default)]
 pub struct Router {
     endpoints: Vec<Endpoint>,
     ids: FastMap<Endpoint, EndpointId>,
-    /// Trie root of every endpoint that is the Source of at least one subscription.
-    roots: FastMap<EndpointId, u32>,
+    /// Every distinct literal level of the Subjects, each once, in string order: label id `l`
+    /// (from [`FIRST_LITERAL`]) is `labels.get(l - FIRST_LITERAL)`, in [`label_order`], so
+    /// children sorted by label id are in that order of their level's text too.
+    labels: Strings,
+    /// Per endpoint id: its trie root in `nodes`, or [`NO_ROOT`].
+    roots: Vec<u32>,
+    /// Every trie's nodes, breadth first, and a sentinel.
     nodes: Vec<Node>,
-    /// Per target device: the Subjects routed to it (for `may_subscribe`; checked only at
-    /// SUBSCRIBE time, so a plain list).
-    subjects_to: HashMap<EndpointId, Vec<Box<str>>>,
+    targets: Vec<EndpointId>,
+    /// The distinct Subjects routed to devices.
+    subjects: Strings,
+    /// Per endpoint id `i`: its Subjects (for `may_subscribe`) are
+    /// `subject_ids[subjects_to[i]..subjects_to[i + 1]]`.
+    subjects_to: Vec<u32>,
+    subject_ids: Vec<u32>,
     /// Subscriptions skipped because their Subject is not a valid MQTT filter.
     invalid: usize,
+}
+
+/// A subscription while the table is built: its levels as label ids
+/// (`levels[from..to]` of [`Router::new`]'s flat vector).
+#[derive(Clone, Copy)]
+struct Entry {
+    source: EndpointId,
+    target: EndpointId,
+    from: u32,
+    to: u32,
 }
 
 impl Router {
     /// Builds the table. Subscriptions whose Subject is not a valid topic filter are skipped
     /// (config validation refuses them; this keeps the router total) and counted in
     /// [`Router::invalid_subjects`].
+    ///
+    /// Built without a node per level on the heap: every Subject is turned into label ids,
+    /// the subscriptions are sorted by (Source, levels, Target), and the tries are laid out
+    /// breadth first from that order; what is kept is sized exactly.
     pub fn new(subscriptions: &[Subscription]) -> Router {
         let mut r = Router::default();
+        let mut levels: Vec<u32> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::with_capacity(subscriptions.len());
+        // Level string → provisional label id, Subject string → subject id; borrowed from
+        // `subscriptions` while building.
+        let mut label_id: FastMap<&str, u32> = FastMap::default();
+        let mut subject_id: FastMap<&str, u32> = FastMap::default();
+        let mut device_subjects: Vec<(EndpointId, u32)> = Vec::new();
         for s in subscriptions {
             if topic::validate_topic_filter(&s.subject).is_err() {
                 r.invalid += 1;
                 continue;
             }
-            let src = r.intern(&s.source);
-            let dst = r.intern(&s.target);
-            let root = match r.roots.get(&src) {
-                Some(&n) => n,
-                None => {
-                    let n = r.new_node();
-                    r.roots.insert(src, n);
-                    n
-                }
-            };
-            r.insert(root, &s.subject, dst);
+            let source = r.intern(&s.source);
+            let target = r.intern(&s.target);
+            let from = levels.len() as u32;
+            for level in s.subject.split('/') {
+                let label = match level {
+                    "+" => PLUS,
+                    "#" => HASH,
+                    _ => {
+                        let next = FIRST_LITERAL + label_id.len() as u32;
+                        *label_id.entry(level).or_insert(next)
+                    }
+                };
+                levels.push(label);
+            }
+            let to = levels.len() as u32;
+            entries.push(Entry {
+                source,
+                target,
+                from,
+                to,
+            });
             if matches!(s.target, Endpoint::Device(_)) {
-                r.subjects_to
-                    .entry(dst)
-                    .or_default()
-                    .push(s.subject.as_str().into());
+                let next = subject_id.len() as u32;
+                let id = *subject_id.entry(s.subject.as_str()).or_insert_with(|| {
+                    r.subjects.push(&s.subject);
+                    next
+                });
+                device_subjects.push((target, id));
             }
         }
+        drop(subject_id);
+        r.subjects.shrink_to_fit();
+        // Label ids in `label_order` of the labels' text, so a node's children (sorted by id) can
+        // be searched by a topic's level.
+        let mut by_text: Vec<(&str, u32)> = label_id.into_iter().collect();
+        by_text.sort_unstable_by(|a, b| label_order(a.0.as_bytes(), b.0.as_bytes()));
+        let mut rank = vec![0u32; by_text.len()];
+        for (i, &(text, provisional)) in by_text.iter().enumerate() {
+            rank[(provisional - FIRST_LITERAL) as usize] = FIRST_LITERAL + i as u32;
+            r.labels.push(text);
+        }
+        drop(by_text);
+        r.labels.shrink_to_fit();
+        for l in levels.iter_mut().filter(|l| **l >= FIRST_LITERAL) {
+            *l = rank[(*l - FIRST_LITERAL) as usize];
+        }
+        drop(rank);
+        r.freeze_subjects(device_subjects);
+        r.freeze_tries(&levels, entries);
         r
     }
 
@@ -143,42 +220,89 @@ impl Router {
         id
     }
 
-    fn new_node(&mut self) -> u32 {
-        self.nodes.push(Node::default());
-        (self.nodes.len() - 1) as u32
-    }
-
-    fn insert(&mut self, root: u32, subject: &str, target: EndpointId) {
-        let mut node = root;
-        let mut levels = subject.split('/').peekable();
-        while let Some(level) = levels.next() {
-            if level == "#" {
-                push_unique(&mut self.nodes[node as usize].hash, target);
-                return;
-            }
-            let next = if level == "+" {
-                self.nodes[node as usize].plus
-            } else {
-                self.nodes[node as usize].literal.get(level).copied()
-            };
-            let next = match next {
-                Some(n) => n,
-                None => {
-                    let n = self.new_node();
-                    let parent = &mut self.nodes[node as usize];
-                    if level == "+" {
-                        parent.plus = Some(n);
-                    } else {
-                        parent.literal.insert(level.into(), n);
-                    }
-                    n
-                }
-            };
-            node = next;
-            if levels.peek().is_none() {
-                push_unique(&mut self.nodes[node as usize].exact, target);
+    /// `subjects_to` / `subject_ids` from (target, subject id) pairs.
+    fn freeze_subjects(&mut self, mut pairs: Vec<(EndpointId, u32)>) {
+        pairs.sort_unstable();
+        pairs.dedup();
+        self.subject_ids = pairs.iter().map(|&(_, s)| s).collect();
+        self.subjects_to = Vec::with_capacity(self.endpoints.len() + 1);
+        let mut at = 0;
+        for id in 0..=self.endpoints.len() as EndpointId {
+            self.subjects_to.push(at as u32);
+            while at < pairs.len() && pairs[at].0 == id {
+                at += 1;
             }
         }
+    }
+
+    /// Lays the tries out breadth first from the subscriptions sorted by (Source, levels,
+    /// Target): the subscriptions under a node are a contiguous run of `entries`, split by
+    /// their next level into the node's children.
+    fn freeze_tries(&mut self, levels: &[u32], mut entries: Vec<Entry>) {
+        let lv = |e: &Entry| &levels[e.from as usize..e.to as usize];
+        entries
+            .sort_unstable_by(|a, b| (a.source, lv(a), a.target).cmp(&(b.source, lv(b), b.target)));
+        // A node per distinct (Source, prefix of a Subject) at most: sized for that, trimmed.
+        let sources = entries
+            .windows(2)
+            .filter(|w| w[0].source != w[1].source)
+            .count()
+            + usize::from(!entries.is_empty());
+        let bound = sources + levels.len() + 1;
+        let mut nodes: Vec<Node> = Vec::with_capacity(bound);
+        // Per node: the run of `entries` under it and its depth, until it is laid out.
+        let mut runs: Vec<(u32, u32, u32)> = Vec::with_capacity(bound);
+        self.roots = vec![NO_ROOT; self.endpoints.len()];
+        let mut start = 0;
+        while start < entries.len() {
+            let src = entries[start].source;
+            let end = start + entries[start..].partition_point(|e| e.source == src);
+            self.roots[src as usize] = nodes.len() as u32;
+            nodes.push(Node::default());
+            runs.push((start as u32, end as u32, 0));
+            start = end;
+        }
+        let mut targets: Vec<EndpointId> = Vec::with_capacity(entries.len());
+        let mut i = 0;
+        while i < nodes.len() {
+            let (from, to, depth) = runs[i];
+            let d = depth as usize;
+            let run = &entries[from as usize..to as usize];
+            nodes[i].children = nodes.len() as u32;
+            nodes[i].exact = targets.len() as u32;
+            // Shorter level lists sort first: the subjects that end here.
+            let ends = run.partition_point(|e| lv(e).len() == d);
+            push_targets(&mut targets, &run[..ends]);
+            nodes[i].hash = targets.len() as u32;
+            let mut k = ends;
+            while k < run.len() {
+                let label = lv(&run[k])[d];
+                let n = run[k..].partition_point(|e| lv(e)[d] == label);
+                if label == HASH {
+                    push_targets(&mut targets, &run[k..k + n]);
+                } else {
+                    nodes.push(Node {
+                        label,
+                        ..Node::default()
+                    });
+                    let at = from + k as u32;
+                    runs.push((at, at + n as u32, depth + 1));
+                }
+                k += n;
+            }
+            i += 1;
+        }
+        nodes.push(Node {
+            label: 0,
+            children: nodes.len() as u32,
+            exact: targets.len() as u32,
+            hash: targets.len() as u32,
+        });
+        drop(runs);
+        nodes.shrink_to_fit();
+        targets.shrink_to_fit();
+        self.nodes = nodes;
+        self.targets = targets;
     }
 
     /// The id of an endpoint that appears in some subscription.
@@ -205,9 +329,10 @@ impl Router {
     /// target once, in ascending id order. `topic` must be a valid topic name.
     pub fn route(&self, source: EndpointId, topic: &str, out: &mut Vec<EndpointId>) {
         out.clear();
-        let Some(&root) = self.roots.get(&source) else {
+        let root = self.roots.get(source as usize).copied().unwrap_or(NO_ROOT);
+        if root == NO_ROOT {
             return;
-        };
+        }
         // MQTT §4.7.2: a leading wildcard never matches a topic starting with `$`.
         let dollar = topic.starts_with('$');
         self.walk(root, topic, true, dollar, out);
@@ -215,33 +340,53 @@ impl Router {
         out.dedup();
     }
 
+    /// The targets of node `n`: its exact and its hash targets (`n`'s range in `targets` ends
+    /// where the next node's begins).
+    fn node_targets(&self, n: usize) -> &[EndpointId] {
+        &self.targets[self.nodes[n].exact as usize..self.nodes[n + 1].exact as usize]
+    }
+
     /// Collects the targets of subjects under `node` that match `rest`, the topic's remaining
-    /// levels (at least one). `first`: `node` is the root, where the `$` rule applies.
+    /// levels (at least one). `first`: `node` is the root, where the `$` rule applies. The
+    /// literal child is followed in the loop, a `+` child by recursion.
     fn walk(&self, node: u32, rest: &str, first: bool, dollar: bool, out: &mut Vec<EndpointId>) {
-        let n = &self.nodes[node as usize];
-        let wild_ok = !(first && dollar);
-        // `x/#` matches `x` itself and anything below: `rest` here is at least one level.
-        if wild_ok {
-            out.extend_from_slice(&n.hash);
-        }
-        let (level, tail) = match rest.split_once('/') {
-            Some((l, t)) => (l, Some(t)),
-            None => (rest, None),
-        };
-        let mut step = |child: u32| match tail {
-            Some(t) => self.walk(child, t, false, dollar, out),
-            None => {
-                let c = &self.nodes[child as usize];
-                out.extend_from_slice(&c.exact);
-                out.extend_from_slice(&c.hash);
+        let (mut node, mut rest, mut first) = (node as usize, rest, first);
+        loop {
+            let (n, next) = (self.nodes[node], self.nodes[node + 1]);
+            let wild_ok = !(first && dollar);
+            // `x/#` matches `x` itself and anything below: `rest` here is at least one level.
+            if wild_ok {
+                out.extend_from_slice(&self.targets[n.hash as usize..next.exact as usize]);
             }
-        };
-        if let Some(&c) = n.literal.get(level) {
-            step(c);
-        }
-        if wild_ok {
-            if let Some(c) = n.plus {
-                step(c);
+            let (level, tail) = match rest.split_once('/') {
+                Some((l, t)) => (l, Some(t)),
+                None => (rest, None),
+            };
+            let from = n.children as usize;
+            let kids = &self.nodes[from..next.children as usize];
+            // The `+` child, when there is one, comes first; the literal ones are in
+            // `label_order`.
+            let plus = kids.first().is_some_and(|c| c.label == PLUS);
+            if wild_ok && plus {
+                match tail {
+                    Some(t) => self.walk(from as u32, t, false, dollar, out),
+                    None => out.extend_from_slice(self.node_targets(from)),
+                }
+            }
+            let skip = usize::from(plus);
+            let found = kids[skip..].binary_search_by(|c| {
+                label_order(
+                    self.labels.bytes((c.label - FIRST_LITERAL) as usize),
+                    level.as_bytes(),
+                )
+            });
+            let Ok(k) = found else {
+                return;
+            };
+            let child = from + skip + k;
+            match tail {
+                Some(t) => (node, rest, first) = (child, t, false),
+                None => return out.extend_from_slice(self.node_targets(child)),
             }
         }
     }
@@ -265,15 +410,67 @@ impl Router {
         let Some(id) = self.device_id(thing_name) else {
             return false;
         };
-        self.subjects_to
-            .get(&id)
-            .is_some_and(|subjects| subjects.iter().any(|s| overlaps(filter, s)))
+        let (from, to) = (
+            self.subjects_to[id as usize] as usize,
+            self.subjects_to[id as usize + 1] as usize,
+        );
+        self.subject_ids[from..to]
+            .iter()
+            .any(|&s| overlaps(filter, self.subjects.get(s as usize)))
     }
 }
 
-fn push_unique(v: &mut Vec<EndpointId>, id: EndpointId) {
-    if !v.contains(&id) {
-        v.push(id);
+/// Strings stored back to back in one allocation, by index.
+#[derive(Debug)]
+struct Strings {
+    text: String,
+    /// String `i` is `text[bounds[i]..bounds[i + 1]]`.
+    bounds: Vec<u32>,
+}
+
+impl Default for Strings {
+    fn default() -> Strings {
+        Strings {
+            text: String::new(),
+            bounds: vec![0],
+        }
+    }
+}
+
+impl Strings {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.bounds.push(self.text.len() as u32);
+    }
+
+    /// String `i`'s bytes (its text is only ever compared).
+    fn bytes(&self, i: usize) -> &[u8] {
+        &self.text.as_bytes()[self.bounds[i] as usize..self.bounds[i + 1] as usize]
+    }
+
+    fn get(&self, i: usize) -> &str {
+        &self.text[self.bounds[i] as usize..self.bounds[i + 1] as usize]
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.bounds.shrink_to_fit();
+    }
+}
+
+/// The order of a node's literal children: by length, then by text (a length compare
+/// settles most steps of the search without reading the text).
+fn label_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Appends the targets of a run of entries sorted by target (one subject), each once.
+fn push_targets(targets: &mut Vec<EndpointId>, run: &[Entry]) {
+    let at = targets.len();
+    for e in run {
+        if targets[at..].last() != Some(&e.target) {
+            targets.push(e.target);
+        }
     }
 }
 
@@ -528,6 +725,110 @@ mod tests {
         assert!(!r.may_subscribe("Q", "#"));
         assert!(!r.may_subscribe("B", "a/#/b"));
         assert!(!r.may_subscribe("B", ""));
+    }
+
+    /// The frozen layout against linear matching on random groups: Subjects over a small
+    /// alphabet (empty levels, `$`, `+`, `#`, repeated Subjects and targets), several sources
+    /// and targets, every topic of up to four levels over the same alphabet; and
+    /// `may_subscribe` against the overlap test over each device's Subjects.
+    #[test]
+    fn random_groups_agree_with_linear_matching() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let alphabet = ["a", "b", "", "$s", "cc"];
+        let mut topics: Vec<String> = alphabet.iter().map(|l| l.to_string()).collect();
+        let mut last = topics.clone();
+        for _ in 1..4 {
+            last = last
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |l| format!("{t}/{l}")))
+                .collect();
+            topics.extend(last.iter().cloned());
+        }
+        topics.retain(|t| !t.is_empty());
+        let endpoints = [
+            dev("A"),
+            dev("B"),
+            dev("C"),
+            Endpoint::Cloud,
+            Endpoint::ShadowService,
+            Endpoint::Function("arn:f".into()),
+        ];
+        let filters = ["a", "b", "", "$s", "cc", "+", "+", "#"];
+        for round in 0..40 {
+            let mut subs = Vec::new();
+            for _ in 0..1 + next(60) {
+                let depth = 1 + next(4);
+                let mut levels: Vec<&str> = (0..depth).map(|_| filters[next(7)]).collect();
+                if next(3) == 0 {
+                    levels.push("#");
+                }
+                let subject = levels.join("/");
+                let source = endpoints[next(4)].clone();
+                let target = endpoints[next(endpoints.len())].clone();
+                subs.push(sub(source, &subject, target));
+            }
+            let r = Router::new(&subs);
+            let valid: Vec<Subscription> = subs
+                .iter()
+                .filter(|s| topic::validate_topic_filter(&s.subject).is_ok())
+                .cloned()
+                .collect();
+            assert_eq!(r.invalid_subjects(), subs.len() - valid.len());
+            for source in &endpoints {
+                for t in &topics {
+                    assert_eq!(
+                        targets(&r, source, t),
+                        linear(&valid, source, t),
+                        "round {round}: {source:?} {t} in {subs:?}"
+                    );
+                }
+            }
+            for name in ["A", "B", "C", "Q"] {
+                for f in ["#", "a", "a/#", "+/b", "$s/+", "cc/+/#", "", "a/#/b"] {
+                    let want = topic::validate_topic_filter(f).is_ok()
+                        && valid
+                            .iter()
+                            .any(|s| s.target == dev(name) && overlaps(f, &s.subject));
+                    assert_eq!(r.may_subscribe(name, f), want, "round {round}: {name} {f}");
+                }
+            }
+        }
+    }
+
+    /// The layout: 16-byte nodes, a sentinel after the last, children in search order, and
+    /// nothing kept but what the tries use.
+    #[test]
+    fn frozen_layout() {
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+        let r = Router::new(&group());
+        let last = r.nodes.last().expect("sentinel");
+        assert_eq!(last.children as usize, r.nodes.len() - 1);
+        assert_eq!(last.exact as usize, r.targets.len());
+        for w in r.nodes.windows(2) {
+            assert!(w[0].children <= w[1].children && w[0].exact <= w[0].hash);
+            assert!(w[0].hash <= w[1].exact);
+        }
+        for n in 0..r.nodes.len() - 1 {
+            let kids = &r.nodes[r.nodes[n].children as usize..r.nodes[n + 1].children as usize];
+            let lits: Vec<&[u8]> = kids
+                .iter()
+                .filter(|c| c.label != PLUS)
+                .map(|c| r.labels.bytes((c.label - FIRST_LITERAL) as usize))
+                .collect();
+            assert!(lits.windows(2).all(|w| label_order(w[0], w[1]).is_lt()));
+            assert!(kids.iter().skip(1).all(|c| c.label != PLUS));
+        }
+        // Every distinct literal level once: hello world sensors temp x "" lead trail $aws
+        // things A shadow cmd go (bad/#/x is skipped).
+        assert_eq!(r.labels.bounds.len() - 1, 14);
+        assert_eq!(r.nodes.capacity(), r.nodes.len());
+        assert_eq!(r.targets.capacity(), r.targets.len());
     }
 
     /// The group limit: 10,000 subscriptions among 200 devices, checked against linear matching.

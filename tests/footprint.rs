@@ -2,10 +2,12 @@
 //! (issue 13 §1): the broker (hub, listener, dispatcher, TLS) runs in this process on its
 //! executor; the devices are `mosquitto_sub` processes (TLS, client certificate, one
 //! SUBSCRIBE), so every byte counted is the broker's. Fails if an idle connection's buffers
-//! grow back (the input buffer, the outbox, rustls's session cache and tickets).
+//! grow back (the TLS read buffer, the input buffer, the outbox, rustls's session cache and
+//! tickets).
 //!
 //! Prints the breakdown ARCHITECTURE.md quotes: heap per TLS connection that has not sent
-//! CONNECT yet, per connected and subscribed device, and the connection task's future.
+//! CONNECT yet, per connected and subscribed device (and its blocks by size), and the
+//! connection task's future.
 
 mod common;
 
@@ -30,26 +32,62 @@ use sprig::workq::SharedQueue;
 struct Counting;
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
+/// Live blocks by size in bytes (the last slot counts every bigger block).
+const SIZES: usize = 8192;
+static BY_SIZE: [AtomicIsize; SIZES + 1] = [const { AtomicIsize::new(0) }; SIZES + 1];
+/// `BY_SIZE` when the devices connected (a static: a copy on the heap would be counted).
+static SNAPSHOT: [AtomicIsize; SIZES + 1] = [const { AtomicIsize::new(0) }; SIZES + 1];
+
+fn by_size(size: usize, d: isize) {
+    BY_SIZE[size.min(SIZES)].fetch_add(d, Ordering::Relaxed);
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(l.size() as isize, Ordering::Relaxed);
         LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
+        by_size(l.size(), 1);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE_BYTES.fetch_sub(l.size() as isize, Ordering::Relaxed);
         LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
+        by_size(l.size(), -1);
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE_BYTES.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        by_size(l.size(), -1);
+        by_size(new, 1);
         unsafe { System.realloc(p, l, new) }
     }
 }
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+fn snapshot() {
+    for (s, b) in SNAPSHOT.iter().zip(&BY_SIZE) {
+        s.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// The blocks every device added since [`snapshot`], by size: sizes with about one block per
+/// device or more, then the rest (blocks whose size differs between devices, such as their
+/// certificates) in bytes.
+fn per_device_blocks() -> String {
+    let mut out = String::new();
+    let (mut listed, mut all) = (0.0, 0.0);
+    for (size, (a, b)) in SNAPSHOT.iter().zip(&BY_SIZE).enumerate() {
+        let n = (b.load(Ordering::Relaxed) - a.load(Ordering::Relaxed)) as f64 / N as f64;
+        all += n * size as f64;
+        if n >= 0.9 && size < SIZES {
+            listed += n * size as f64;
+            out += &format!(" {size} B ×{n:.1};");
+        }
+    }
+    out + &format!(" other sizes {:.0} B", all - listed)
+}
 
 fn live() -> (isize, isize) {
     (
@@ -61,11 +99,12 @@ fn live() -> (isize, isize) {
 /// Devices measured at once; the per-device figure is the difference divided by this.
 const N: usize = 24;
 
-/// Heap per idle connected device allowed, bytes. Measured 10,865 B (rustls 0.23.46, ring,
-/// TLS 1.3, debug and release alike; see ARCHITECTURE.md "What an idle device costs"), 22,300 B
-/// before issue 13. Slack for rustls versions; the 4 KiB input buffer or the 8 KiB pre-sized
-/// outbox coming back fails it.
-const DEVICE_BUDGET_BYTES: isize = 12 * 1024;
+/// Heap per idle connected device allowed, bytes. Measured 5,447 B (rustls 0.23.46 unbuffered
+/// API, ring, TLS 1.3; see ARCHITECTURE.md "What an idle device costs"), 10,865 B with rustls's
+/// buffered API, 22,300 B before issue 13. Slack (1.7 kB) for rustls versions and cipher
+/// suites; rustls's 4 KiB read buffer, sprig's 4 KiB input buffer or the 8 KiB pre-sized outbox
+/// coming back fails it.
+const DEVICE_BUDGET_BYTES: isize = 7 * 1024;
 
 /// Polls `cond` on the executor every 20 ms until it holds or PATIENCE passes.
 async fn until(mut cond: impl FnMut() -> bool) -> bool {
@@ -180,6 +219,7 @@ fn an_idle_device_costs_the_broker_few_heap_bytes() {
         drop(raws);
         assert!(until(|| hub.stats.connections.get() == 1).await);
         settle().await;
+        snapshot();
         let base = live();
 
         let (procs, outs): (Vec<_>, Vec<_>) = devs[..N].iter().map(sub).unzip();
@@ -189,15 +229,16 @@ fn an_idle_device_costs_the_broker_few_heap_bytes() {
         );
         settle().await;
         let devices = live();
+        let blocks = per_device_blocks();
         assert_eq!(hub.connected_devices().len(), N + 1);
         drop(procs);
         drop(warm);
         assert!(until(|| hub.stats.connections.get() == 0).await);
         settle().await;
         let after = live();
-        (before_raw, tls_only, base, devices, after)
+        (before_raw, tls_only, base, devices, after, blocks)
     }));
-    let (before_raw, tls_only, base, devices, after) = report;
+    let (before_raw, tls_only, base, devices, after, blocks) = report;
     let per = |a: (isize, isize), b: (isize, isize)| {
         ((b.0 - a.0) / N as isize, (b.1 - a.1) as f64 / N as f64)
     };
@@ -211,11 +252,13 @@ fn an_idle_device_costs_the_broker_few_heap_bytes() {
     let (dev_b, dev_n) = per(base, devices);
     eprintln!(
         "heap per connected, subscribed idle device: {dev_b} B in {dev_n:.1} blocks\n\
+         blocks per device by size:{blocks}\n\
          leaked after all disconnected: {} B\n\
-         connection task future: {} B (of which rustls::ServerConnection {} B, Session {} B)",
+         connection task future: {} B (of which rustls::server::UnbufferedServerConnection {} B, \
+         Session {} B)",
         after.0 - base.0,
         conn_future_size(&hub, &tls),
-        std::mem::size_of::<rustls::ServerConnection>(),
+        std::mem::size_of::<rustls::server::UnbufferedServerConnection>(),
         std::mem::size_of::<sprig::broker::session::Session>(),
     );
     assert!(

@@ -45,6 +45,7 @@ fn other_targets_reproducers() {
     replay("shadow_request", oracles::shadow_requests);
     replay("discovery_request", oracles::discovery_request);
     replay("ipc_request", oracles::ipc_request);
+    replay("router", oracles::router);
     #[cfg(feature = "stream-manager")]
     replay("stream_frame", oracles::stream_frame);
 }
@@ -70,6 +71,7 @@ fn seeds_pass_the_oracles() {
         ("shadow_request", oracles::shadow_requests),
         ("discovery_request", oracles::discovery_request),
         ("ipc_request", oracles::ipc_request),
+        ("router", oracles::router),
     ];
     #[cfg(feature = "stream-manager")]
     let checks: &[Check] = &[checks, &[("stream_frame", oracles::stream_frame)]].concat();

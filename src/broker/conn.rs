@@ -3,6 +3,9 @@
 //! device's outbox into TLS, and waits for whatever can happen next: socket readable or
 //! writable, outbox frames, room in the work queue, the session's deadline.
 //!
+//! TLS is [`super::tlsconn::TlsConn`] (rustls's unbuffered API with buffers sprig owns, empty
+//! while the device is idle); the handshake's deadline and the session's share one timer.
+//!
 //! Backpressure both ways: while the socket will not take our bytes we neither read from it nor
 //! pull from its outbox (so its outbox fills and the dispatcher drops, and counts, for it
 //! alone); while the session holds a PUBLISH the work queue could not take we do not read from
@@ -10,7 +13,7 @@
 //! outbox, and resume when the queue has room.
 
 use std::future::Future;
-use std::io::{self, BufRead, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -20,11 +23,11 @@ use std::time::Instant;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 
 use super::hub::{Hub, Outbox};
 use super::session::{Broker, Close, Session, Step};
-use super::tls::{ReadOutcome, TlsStream};
+use super::tlsconn::{handshake, Fail, ReadOutcome, Sink, TlsConn};
 use crate::limits;
 use crate::workq::{Deferred, WorkItem};
 
@@ -59,22 +62,19 @@ pub async fn serve(
     config: Arc<ServerConfig>,
 ) {
     let _slot = Slot(hub.clone());
-    let mut tls = match ServerConnection::new(config) {
+    let tls = match TlsConn::new(config) {
         Ok(t) => t,
         Err(e) => {
             log::warn!("{peer}: cannot start TLS: {e}");
             return;
         }
     };
-    // sprig bounds what it hands rustls itself (one outbox batch of at most
-    // TLS_BYTES_PER_WAKE plus one frame, only once everything before it was flushed), and a
-    // frame of 128 KiB must fit whole: rustls's own 64 KiB cap would refuse it.
-    tls.set_buffer_limit(None);
     // Everything the task keeps across its awaits lives in `c`, built before the first await:
     // the TLS state is stored once in the task's future (not once per stage).
     let mut c = Conn {
         hub: hub.clone(),
-        s: TlsStream { sock, tls },
+        sock,
+        tls,
         peer,
         session: Session::new(String::new(), Instant::now()),
         device: None,
@@ -90,9 +90,9 @@ pub async fn serve(
     if let Some(ob) = c.device.take() {
         hub.unregister(&ob);
     }
-    // Best effort: tell the peer we are closing, without waiting.
-    c.s.tls.send_close_notify();
-    let _ = c.s.flush();
+    // Best effort: tell the peer we are closing (or why, after a TLS error), without waiting.
+    c.tls.close_notify();
+    let _ = c.flush();
     match end {
         End::Session(Close::Disconnect) => log::info!("{peer} {who}: disconnected"),
         End::Io(e) => log::info!("{peer} {who}: connection lost: {e}"),
@@ -129,12 +129,13 @@ enum Wake {
 
 struct Conn {
     hub: Rc<Hub>,
-    s: TlsStream,
+    sock: Async<TcpStream>,
+    tls: TlsConn,
     peer: SocketAddr,
     session: Session,
     /// Set once CONNECT was accepted.
     device: Option<Rc<Outbox>>,
-    /// Fires at the session's deadline (armed for `timer_at`, if set).
+    /// Fires at the handshake's deadline, then the session's (armed for `timer_at`, if set).
     timer: Timer,
     timer_at: Option<Instant>,
 }
@@ -199,9 +200,8 @@ impl Conn {
     /// The TLS handshake within its timeout; the client's certificate id, or `None` (counted
     /// and logged) when the connection must close.
     async fn handshake(&mut self) -> Option<String> {
-        let (hub, peer) = (&self.hub, self.peer);
+        let (hub, peer) = (self.hub.clone(), self.peer);
         if let Err(why) = self
-            .s
             .handshake_within(limits::TLS_HANDSHAKE_TIMEOUT_SECS)
             .await
         {
@@ -209,12 +209,61 @@ impl Conn {
             log::info!("{peer}: {why}");
             return None;
         }
-        let id = self.s.peer_certificate_id();
+        let id = self.tls.peer_certificate_id();
         if id.is_none() {
             bump(&hub.stats.refused_auth);
             log::info!("{peer}: refused: no client certificate");
         }
         id
+    }
+
+    /// [`handshake`] on the connection's timer (the session's first deadline re-arms it).
+    async fn handshake_within(&mut self, secs: u64) -> Result<(), String> {
+        self.timer_at = None;
+        handshake(&mut self.tls, &self.sock, &mut self.timer, secs).await
+    }
+
+    /// Sends buffered TLS records. `Ok(true)` when everything went out.
+    fn flush(&mut self) -> io::Result<bool> {
+        self.tls.flush_to(&mut self.sock.get_ref())
+    }
+
+    /// Reads what the socket has (within the per-wake budget) and hands the plaintext to the
+    /// session.
+    fn read(&mut self) -> Result<ReadOutcome, End> {
+        self.with_session_sink(|tls, mut sock, sink| {
+            tls.read_from(&mut sock, limits::TLS_BYTES_PER_WAKE, sink)
+        })
+    }
+
+    /// Hands plaintext rustls holds decrypted (a record that came with the client's last
+    /// handshake flight) to the session.
+    fn drain_plaintext(&mut self) -> Result<(), End> {
+        self.with_session_sink(|tls, _, sink| tls.process_buffered(sink).map(|_| ()))
+    }
+
+    /// Runs `f` on the TLS state and the socket with a sink that feeds the session.
+    fn with_session_sink<R>(
+        &mut self,
+        f: impl FnOnce(&mut TlsConn, &TcpStream, Sink<'_>) -> Result<R, Fail>,
+    ) -> Result<R, End> {
+        let Conn {
+            hub,
+            sock,
+            tls,
+            peer,
+            session,
+            device,
+            ..
+        } = self;
+        let now = Instant::now();
+        let mut port = Port {
+            hub,
+            peer: *peer,
+            device,
+        };
+        let mut sink = |d: &[u8]| session.received(d, now, &mut port);
+        f(tls, sock.get_ref(), Some(&mut sink)).map_err(end_of)
     }
 
     fn port(&mut self) -> (&mut Session, Port<'_>) {
@@ -233,7 +282,7 @@ impl Conn {
         let (session, mut port) = self.port();
         let step = session.process(&mut port, Instant::now());
         if !self.session.output().is_empty() {
-            let w = self.s.tls.writer().write_all(self.session.output());
+            let w = self.tls.write(self.session.output());
             self.session.clear_output();
             w.map_err(End::Io)?;
         }
@@ -252,13 +301,13 @@ impl Conn {
             //    or a held message still meets a closed work-queue gate.
             let mut more_frames = false;
             let may_offer = !self.session.is_paused() || self.hub.queue.is_open();
-            if !closing && !self.s.tls.wants_write() && may_offer {
+            if !closing && !self.tls.wants_write() && may_offer {
                 match self.process() {
                     Ok(Step::More) => more_frames = true,
                     Ok(Step::Idle | Step::Paused) => {}
                     Ok(Step::Close) => closing = true,
                     Err(end) => {
-                        let _ = self.s.flush();
+                        let _ = self.flush();
                         return end;
                     }
                 }
@@ -269,19 +318,19 @@ impl Conn {
                 }
                 // 2. Move outbox frames into TLS, only when TLS has flushed everything (bounds
                 //    what rustls buffers to one batch).
-                if !self.s.tls.wants_write() {
+                if !self.tls.wants_write() {
                     let mut batch = 0;
                     while batch < limits::TLS_BYTES_PER_WAKE {
                         let Some(f) = ob.take() else { break };
                         batch += f.len();
-                        if let Err(e) = self.s.tls.writer().write_all(&f) {
+                        if let Err(e) = self.tls.write(&f) {
                             return End::Io(e);
                         }
                     }
                 }
             }
             // 3. Send.
-            let flushed = match self.s.flush() {
+            let flushed = match self.flush() {
                 Ok(f) => f,
                 Err(e) => return End::Io(e),
             };
@@ -300,20 +349,13 @@ impl Conn {
             }
             let wake = self.wait(flushed, closing).await;
             match wake {
-                Wake::Readable => match self.s.read_some(limits::TLS_BYTES_PER_WAKE) {
+                Wake::Readable => match self.read() {
                     // The peer may have sent its last packets together with the close
-                    // (mosquitto_pub: PUBLISH, DISCONNECT, close_notify): handle them first.
+                    // (mosquitto_pub: PUBLISH, DISCONNECT, close_notify): the session has
+                    // them; handle them first.
                     Ok(ReadOutcome::Closed) => return self.finish().await,
-                    Ok(ReadOutcome::Data) => {
-                        if let Err(end) = self.drain_plaintext() {
-                            return end;
-                        }
-                    }
-                    Ok(ReadOutcome::WouldBlock) => {}
-                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                        return End::Session(Close::Malformed(format!("TLS error: {e}")))
-                    }
-                    Err(e) => return End::Io(e),
+                    Ok(ReadOutcome::Data | ReadOutcome::WouldBlock) => {}
+                    Err(end) => return end,
                 },
                 Wake::Writable | Wake::Outbox | Wake::Room => {}
                 Wake::Timer => {
@@ -337,7 +379,7 @@ impl Conn {
         let deadline = self.session.deadline();
         let Conn {
             hub,
-            s,
+            sock,
             device,
             timer,
             timer_at,
@@ -345,10 +387,10 @@ impl Conn {
         } = self;
         std::future::poll_fn(|cx| {
             // Errors show up again on the read or write that follows.
-            if flushed && !closing && !paused && s.sock.poll_readable(cx).is_ready() {
+            if flushed && !closing && !paused && sock.poll_readable(cx).is_ready() {
                 return Poll::Ready(Wake::Readable);
             }
-            if !flushed && s.sock.poll_writable(cx).is_ready() {
+            if !flushed && sock.poll_writable(cx).is_ready() {
                 return Poll::Ready(Wake::Writable);
             }
             if let Some(o) = device.as_ref().filter(|_| flushed) {
@@ -389,36 +431,16 @@ impl Conn {
             }
         }
     }
+}
 
-    /// Moves decrypted bytes from rustls into the session (which skips an oversized PUBLISH on
-    /// the way, so it never holds more than one packet plus one TLS record). Borrowed from
-    /// rustls's buffer (`fill_buf`), not copied through a stack buffer: zeroing 4 KiB per call
-    /// was about 1,000 instructions per message.
-    fn drain_plaintext(&mut self) -> Result<(), End> {
-        let Conn {
-            hub,
-            s,
-            peer,
-            session,
-            device,
-            ..
-        } = self;
-        let mut port = Port {
-            hub,
-            peer: *peer,
-            device,
-        };
-        loop {
-            let mut reader = s.tls.reader();
-            let chunk = match reader.fill_buf() {
-                Ok([]) => return Ok(()),
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(End::Io(e)),
-            };
-            let n = chunk.len();
-            session.received(chunk, Instant::now(), &mut port)?;
-            reader.consume(n);
+/// How a TLS failure ends the connection.
+fn end_of(f: Fail) -> End {
+    match f {
+        Fail::Sink(c) => End::Session(c),
+        Fail::Tls(e) => End::Session(Close::Malformed(format!("TLS error: {e}"))),
+        Fail::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
+            End::Session(Close::Malformed(format!("TLS error: {e}")))
         }
+        Fail::Io(e) => End::Io(e),
     }
 }

@@ -19,6 +19,7 @@ pub mod conn;
 pub mod hub;
 pub mod session;
 pub mod tls;
+pub mod tlsconn;
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};

@@ -66,15 +66,16 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// `wake` is notified by the daemon's signal task on SIGHUP.
-    pub fn new(config: &Config, group: &Group, hub: Rc<Hub>, wake: Rc<Notify>) -> Rc<Applier> {
+    /// `wake` is notified by the daemon's signal task on SIGHUP. The applier owns the group in
+    /// force: the daemon keeps no other copy (the largest group is ≈2 MB).
+    pub fn new(config: &Config, group: Group, hub: Rc<Hub>, wake: Rc<Notify>) -> Rc<Applier> {
         let layout = Layout::new(&config.write_dir);
         Rc::new(Applier {
             seen: Cell::new(stamp(&layout)),
             config: config.clone(),
             layout,
             hub,
-            current: RefCell::new(group.clone()),
+            current: RefCell::new(group),
             hooks: RefCell::new(Vec::new()),
             wake,
             applied: Cell::new(0),
@@ -92,9 +93,10 @@ impl Applier {
         self.wake.notify();
     }
 
-    /// The group in force.
-    pub fn group(&self) -> Group {
-        self.current.borrow().clone()
+    /// The group in force, borrowed: let go of it before the event loop runs again (a
+    /// deployment replaces it).
+    pub fn group(&self) -> std::cell::Ref<'_, Group> {
+        self.current.borrow()
     }
 
     /// Runs forever: wait for a wake-up or the poll interval, then check.

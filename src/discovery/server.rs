@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::future;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 
 use super::{auto_connectivity, group_id_for, pem_certificates, respond, Directory, Outcome, Step};
-use crate::broker::tls::{ReadOutcome, TlsStream};
+use crate::broker::tlsconn::{self, ReadOutcome, TlsConn};
 use crate::broker::ServerConfigSlot;
 use crate::config::{Config, Group};
 use crate::json::Value;
@@ -314,31 +314,35 @@ async fn conversation(
         let _ = sock.get_ref().shutdown(std::net::Shutdown::Write);
         return Ok(());
     }
-    let tls = ServerConnection::new(config).map_err(|e| format!("cannot start TLS: {e}"))?;
-    let mut s = TlsStream { sock, tls };
-    if let Err(why) = s.handshake_within(TLS_HANDSHAKE_TIMEOUT_SECS).await {
+    let mut tls = TlsConn::new(config).map_err(|e| format!("cannot start TLS: {e}"))?;
+    let mut timer = Timer::never();
+    if let Err(why) =
+        tlsconn::handshake(&mut tls, &sock, &mut timer, TLS_HANDSHAKE_TIMEOUT_SECS).await
+    {
         bump(&d.stats.refused_handshake);
         return Err(why);
     }
-    let Some(cert_id) = s.peer_certificate_id() else {
+    let Some(cert_id) = tls.peer_certificate_id() else {
         bump(&d.stats.refused_handshake);
         return Err("no client certificate".into());
     };
     let first_byte_by = Instant::now() + Duration::from_secs(DISCOVERY_FIRST_BYTE_SECS);
     let mut buf: Vec<u8> = Vec::with_capacity(512);
+    // The request may have come with the client's last handshake flight.
+    tls.process_buffered(Some(&mut |d: &[u8]| take_bounded(&mut buf, d)))
+        .map_err(|e| e.to_string())?;
     let reply = loop {
-        drain_plaintext(&mut s, &mut buf).map_err(|e| e.to_string())?;
         if let Step::Reply(r) = d.step(&buf, &cert_id) {
             break r;
         }
         let woke = if buf.is_empty() {
-            future::or(async { s.sock.readable().await.map(|_| true) }, async {
+            future::or(async { sock.readable().await.map(|_| true) }, async {
                 Timer::at(first_byte_by).await;
                 Ok(false)
             })
             .await
         } else {
-            s.sock.readable().await.map(|_| true)
+            sock.readable().await.map(|_| true)
         };
         if !woke.map_err(|e| e.to_string())? {
             bump(&d.stats.timed_out);
@@ -346,7 +350,9 @@ async fn conversation(
                 "no request within {DISCOVERY_FIRST_BYTE_SECS} s of the handshake"
             ));
         }
-        match s.read_some(DISCOVERY_MAX_REQUEST_BYTES) {
+        let mut take = |d: &[u8]| take_bounded(&mut buf, d);
+        let budget = DISCOVERY_MAX_REQUEST_BYTES;
+        match tls.read_from(&mut sock.get_ref(), budget, Some(&mut take)) {
             Ok(ReadOutcome::Closed) => {
                 bump(&d.stats.closed_early);
                 return Err("closed before a complete request".into());
@@ -364,15 +370,15 @@ async fn conversation(
     } else {
         log::warn!("{peer}: {} {}", reply.status, reply.reason);
     }
-    s.tls
-        .writer()
-        .write_all(&reply.to_bytes())
-        .map_err(|e| e.to_string())?;
-    s.tls.send_close_notify();
-    while !s.flush().map_err(|e| e.to_string())? {
-        s.sock.writable().await.map_err(|e| e.to_string())?;
+    tls.write(&reply.to_bytes()).map_err(|e| e.to_string())?;
+    tls.close_notify();
+    while !tls
+        .flush_to(&mut sock.get_ref())
+        .map_err(|e| e.to_string())?
+    {
+        sock.writable().await.map_err(|e| e.to_string())?;
     }
-    let _ = s.sock.get_ref().shutdown(std::net::Shutdown::Write);
+    let _ = sock.get_ref().shutdown(std::net::Shutdown::Write);
     Ok(())
 }
 
@@ -390,17 +396,10 @@ async fn first_byte(sock: &Async<TcpStream>) -> Result<u8, Ended> {
     }
 }
 
-/// Moves decrypted bytes into `buf`, never past [`DISCOVERY_MAX_REQUEST_BYTES`].
-fn drain_plaintext(s: &mut TlsStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 1024];
-    while buf.len() < DISCOVERY_MAX_REQUEST_BYTES {
-        let room = (DISCOVERY_MAX_REQUEST_BYTES - buf.len()).min(chunk.len());
-        match s.tls.reader().read(&mut chunk[..room]) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
+/// Appends decrypted bytes to `buf`, never past [`DISCOVERY_MAX_REQUEST_BYTES`] (a full buffer
+/// without a complete request is answered 400; what comes after is not kept).
+fn take_bounded(buf: &mut Vec<u8>, data: &[u8]) -> Result<(), crate::broker::session::Close> {
+    let room = DISCOVERY_MAX_REQUEST_BYTES.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..data.len().min(room)]);
     Ok(())
 }

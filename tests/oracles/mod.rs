@@ -510,3 +510,75 @@ pub fn ipc_request(data: &[u8]) {
         Err(e) => assert!((400..500).contains(&e.status), "{e}"),
     }
 }
+
+/// A routing table from arbitrary bytes, checked against linear matching. Each line is one
+/// subscription: its first byte picks the Source, its second the Target (of four endpoints),
+/// the rest is the Subject; a line starting with `>` is a topic (or filter) to ask about.
+/// `Router::route` from every endpoint must give exactly the targets of the valid
+/// subscriptions whose Subject matches the topic (each once, ascending), and
+/// `may_subscribe` exactly what `overlaps` says of the Subjects routed to that device.
+pub fn router(data: &[u8]) {
+    use sprig::config::{Endpoint, Subscription};
+    use sprig::router::{overlaps, Router};
+    let text = String::from_utf8_lossy(data);
+    let endpoints = [
+        Endpoint::Device("a".into()),
+        Endpoint::Device("b".into()),
+        Endpoint::Cloud,
+        Endpoint::Function("arn:f".into()),
+    ];
+    let pick = |b: Option<u8>| endpoints[usize::from(b.unwrap_or(0)) % endpoints.len()].clone();
+    let mut subs = Vec::new();
+    let mut asks = Vec::new();
+    for line in text.lines().take(200) {
+        if let Some(t) = line.strip_prefix('>') {
+            asks.push(t.to_string());
+        } else {
+            let b = line.as_bytes();
+            let (source, target) = (pick(b.first().copied()), pick(b.get(1).copied()));
+            let subject = line.get(2..).unwrap_or("").to_string();
+            subs.push(Subscription {
+                id: String::new(),
+                source,
+                subject,
+                target,
+            });
+        }
+    }
+    let r = Router::new(&subs);
+    let valid: Vec<&Subscription> = subs
+        .iter()
+        .filter(|s| validate_topic_filter(&s.subject).is_ok())
+        .collect();
+    assert_eq!(r.invalid_subjects(), subs.len() - valid.len());
+    let mut out = Vec::new();
+    for ask in asks.iter().take(32) {
+        if validate_topic_name(ask).is_ok() {
+            for source in &endpoints {
+                r.route_from(source, ask, &mut out);
+                let got: Vec<&Endpoint> = out.iter().map(|&id| r.endpoint(id).unwrap()).collect();
+                let mut want: Vec<&Endpoint> = valid
+                    .iter()
+                    .filter(|s| &s.source == source && filter_matches(&s.subject, ask))
+                    .map(|s| &s.target)
+                    .collect();
+                want.sort();
+                want.dedup();
+                let mut sorted = got.clone();
+                sorted.sort();
+                assert_eq!(sorted, want, "{source:?} {ask:?}");
+                assert!(
+                    out.windows(2).all(|w| w[0] < w[1]),
+                    "not once each, ascending"
+                );
+            }
+        }
+        for name in ["a", "b"] {
+            let want = validate_topic_filter(ask).is_ok()
+                && valid.iter().any(|s| {
+                    s.target == Endpoint::Device(name.into()) && overlaps(ask, &s.subject)
+                });
+            assert_eq!(r.may_subscribe(name, ask), want, "{name} {ask:?}");
+        }
+    }
+}
