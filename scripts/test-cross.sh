@@ -49,15 +49,15 @@ fi
 #   armv7 router          13/12     7/11     4/4    24/22       4/4       (full only)
 # About 95 s on the Pi Zero and 50 s on each router target: ~3.5 min added to CI.
 # mipsel (OpenWrt mipsel_24kc; router profile, qemu-mipsel -cpu 24KEc), every file, two runs,
-# all green, load 2-4 (the reactor's timeouts no longer need timerfd_settime64, which Debian's
+# all green, load ~1 (the reactor's timeouts no longer need timerfd_settime64, which Debian's
 # qemu-mipsel 7.2 lacks: vendor/polling/SPRIG-PATCH.md; QEMU_LOG=unimp logs no unknown syscall):
-#     daemon 5/3  broker 71/71  shadow 25/21  demo 1/1  cloud_e2e 5/7  sdk 22/22
-#     discovery 12/12  deploy 5/9  hotapply 3/3  lambda 21/23  backpressure 4/3
-# 175 s in all; 62 s of it is broker's thousand TLS connect/disconnect cycles (ring has no MIPS
-# assembly: its portable C P-256 under emulation). daemon and hotapply also pass under -cpu 24Kc,
-# 74Kf and 4KEc.
-# Not here: jobs (the daemon runs `sprig deploy` as a child of /proc/self/exe, an Arm binary
-# the host kernel cannot exec without binfmt_misc: ENOEXEC under qemu-user), footprint (it
+#     daemon 2/2  broker 62/61  shadow 21/24  demo 0/1  cloud_e2e 6/5  sdk 22/23
+#     discovery 12/11  deploy 5/4  hotapply 3/3  lambda 20/20  backpressure 2/3
+# 155 and 157 s in all (175 s at load 2-4); about 60 s of it is broker's thousand TLS
+# connect/disconnect cycles (ring has no MIPS assembly: all its crypto is portable C, emulated).
+# daemon and hotapply also pass under -cpu 24Kc, 74Kf and 4KEc.
+# Not here: jobs (the daemon runs `sprig deploy` as a child of /proc/self/exe, an Arm or MIPS
+# binary the host kernel cannot exec without binfmt_misc: ENOEXEC under qemu-user), footprint (it
 # measures the broker's heap in the test process and never starts the binary).
 SCENARIOS=${CROSS_SCENARIO_TESTS:-"daemon broker router shadow demo cloud_e2e sdk discovery deploy hotapply lambda backpressure streams"}
 # Per test file: test names (substrings) that cannot hold under qemu-user (thread counts;
