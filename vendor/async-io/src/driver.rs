@@ -225,6 +225,9 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
 
             // Try grabbing a lock on the reactor to wait on I/O.
             if let Some(mut reactor_lock) = Reactor::get().try_lock() {
+                // sprig patch: consecutive failed waits (see below).
+                const MAX_WAIT_FAILURES: u32 = 100;
+                let mut wait_failures = 0u32;
                 loop {
                     // First let wakers know this parker is blocked on I/O.
                     IO_POLLING.with(|io| io.set(true));
@@ -245,7 +248,19 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
                     // Wait for I/O events.
                     #[cfg(feature = "tracing")]
                     tracing::trace!("waiting on I/O");
-                    reactor_lock.react(None).ok();
+                    // sprig patch: `react` absorbs EINTR; any other error from the wait comes
+                    // back at once on the next turn, and ignoring it (upstream) would spin this,
+                    // the only thread, at full CPU. Stop instead, so the supervisor (procd,
+                    // systemd) restarts the daemon.
+                    match reactor_lock.react(None) {
+                        Ok(()) => wait_failures = 0,
+                        Err(e) => {
+                            wait_failures += 1;
+                            if wait_failures >= MAX_WAIT_FAILURES {
+                                panic!("the event loop cannot wait for I/O ({wait_failures} times in a row): {e}");
+                            }
+                        }
+                    }
 
                     // Check if a notification has been received.
                     if p.park_timeout(Duration::from_secs(0)) {
