@@ -313,17 +313,15 @@ pub async fn run(core: Core, ex: &LocalExecutor<'_>, shutdown: Shutdown) -> Resu
 /// is polled from the loop's own depth: everything deeper is dead). On the first round,
 /// start-up is over: [`crate::sys::release_text`] unmaps the code, and what runs from then on
 /// (device sessions, the idle loop: grouped by the link order) is mapped back on first touch.
-/// Runs until dropped, or until madvise(2) fails (logged once at debug level).
+/// Runs until dropped, or until madvise(2) fails.
 async fn trim_stack() {
     let pause = || Timer::after(Duration::from_millis(limits::STACK_TRIM_INTERVAL_MS));
     pause().await;
+    // madvise(2) only fails for a range sprig got wrong: then it stops (pages stay resident).
     let mut given_back = crate::sys::release_text();
     while given_back.is_ok() {
         given_back = crate::sys::trim_stack(limits::STACK_TRIM_KEEP_BYTES);
         pause().await;
-    }
-    if let Err(e) = given_back {
-        log::debug!("madvise stopped: {e}");
     }
 }
 
