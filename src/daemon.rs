@@ -18,6 +18,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -359,9 +360,7 @@ fn run_daemon(ready: Prepared, mut notify: Option<std::io::PipeWriter>) -> i32 {
         if let Some(n) = std::env::var_os(LOG_FLOOD_ENV).and_then(|v| v.to_str()?.parse().ok()) {
             ex.spawn(log_flood(n)).detach();
         }
-        // On the heap, not in this frame: the main thread's stack then holds only what runs
-        // now, so `sys::trim_stack` can give back what start-up touched (idle RSS).
-        let mut app = Box::pin(app::run(core, &ex, shutdown.clone()));
+        let mut app = pin!(app::run(core, &ex, shutdown.clone()));
         // The app binds its ports and loads its certificates before its first await; an
         // error there is a startup error the caller of `sprig start` must see.
         match future::poll_once(&mut app).await {
@@ -716,7 +715,6 @@ pub fn parse_start_args(args: &[OsString]) -> Result<StartOptions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::pin::pin;
 
     #[test]
     fn shutdown_wakes_waiters_and_forgets_dropped_ones() {
