@@ -510,6 +510,21 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Every non-empty topic of 1 to 4 levels over `alphabet` (empty levels and `$` included).
+    fn topics_of_levels(alphabet: &[&str]) -> Vec<String> {
+        let mut topics: Vec<String> = alphabet.iter().map(|l| l.to_string()).collect();
+        let mut last = topics.clone();
+        for _ in 1..4 {
+            last = last
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |l| format!("{t}/{l}")))
+                .collect();
+            topics.extend(last.iter().cloned());
+        }
+        topics.retain(|t| !t.is_empty());
+        topics
+    }
+
     fn dev(n: &str) -> Endpoint {
         Endpoint::Device(n.into())
     }
@@ -686,18 +701,7 @@ mod tests {
             "#", "+", "a", "a/#", "a/+", "+/b", "a/b", "+/+", "a/b/#", "+/#", "$s/#", "$s", "$s/+",
             "/", "/+", "+/", "a/+/c", "a/b/c",
         ];
-        // Every topic of 1 to 4 levels over a small alphabet (incl. empty levels and `$`).
-        let alphabet = ["a", "b", "c", "", "$s"];
-        let mut topics: Vec<String> = alphabet.iter().map(|l| l.to_string()).collect();
-        let mut last = topics.clone();
-        for _ in 1..4 {
-            last = last
-                .iter()
-                .flat_map(|t| alphabet.iter().map(move |l| format!("{t}/{l}")))
-                .collect();
-            topics.extend(last.iter().cloned());
-        }
-        topics.retain(|t| !t.is_empty());
+        let topics = topics_of_levels(&["a", "b", "c", "", "$s"]);
         for f in filters {
             for g in filters {
                 let brute = topics
@@ -740,17 +744,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        let alphabet = ["a", "b", "", "$s", "cc"];
-        let mut topics: Vec<String> = alphabet.iter().map(|l| l.to_string()).collect();
-        let mut last = topics.clone();
-        for _ in 1..4 {
-            last = last
-                .iter()
-                .flat_map(|t| alphabet.iter().map(move |l| format!("{t}/{l}")))
-                .collect();
-            topics.extend(last.iter().cloned());
-        }
-        topics.retain(|t| !t.is_empty());
+        let topics = topics_of_levels(&["a", "b", "", "$s", "cc"]);
         let endpoints = [
             dev("A"),
             dev("B"),

@@ -16,8 +16,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::Path;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::rc::Rc;
@@ -30,7 +28,6 @@ use async_io::{Async, Timer};
 use common::*;
 use futures_lite::AsyncReadExt;
 use sprig::broker::{self, Hub, ServerConfigSlot};
-use sprig::config::Group;
 use sprig::workq::SharedQueue;
 
 /// Heap allocations (calls to `alloc`/`realloc` that moved) and bytes asked for, whole process.
@@ -101,15 +98,7 @@ fn a_routed_message_costs_few_allocations() {
     let sink = make_device(d, "sink");
     let subs = vec![(publisher.thing_arn(), "lat/t".to_string(), sink.thing_arn())];
     let text = group_json_with(&[&publisher, &sink], &subs);
-    let (group, _) = Group::parse(text.as_bytes(), Path::new("group.json")).expect("group");
-    let tls = broker::tls::server_config(
-        sprig::pki::load_cert_chain(&scert).unwrap(),
-        sprig::pki::load_private_key(&skey).unwrap(),
-    )
-    .unwrap();
-    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = std_listener.local_addr().unwrap().port();
-    let listener = Async::new(std_listener).unwrap();
+    let (group, tls, port, listener) = in_process_broker_parts(&text, &scert, &skey);
 
     let ex: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     let hub = Hub::new(&group, SharedQueue::new(64, 1 << 20), 100);

@@ -15,7 +15,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -25,7 +24,6 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use common::*;
 use sprig::broker::{self, Hub, ServerConfigSlot};
-use sprig::config::Group;
 use sprig::workq::SharedQueue;
 
 /// Live heap bytes and blocks of the whole process.
@@ -139,15 +137,7 @@ fn an_idle_device_costs_the_broker_few_heap_bytes() {
         .map(|x| ("cloud".into(), format!("t/{}/#", x.name), x.thing_arn()))
         .collect();
     let text = group_json_with(&refs, &subs);
-    let (group, _) = Group::parse(text.as_bytes(), Path::new("group.json")).expect("group");
-    let tls = broker::tls::server_config(
-        sprig::pki::load_cert_chain(&scert).unwrap(),
-        sprig::pki::load_private_key(&skey).unwrap(),
-    )
-    .unwrap();
-    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = std_listener.local_addr().unwrap().port();
-    let listener = Async::new(std_listener).unwrap();
+    let (group, tls, port, listener) = in_process_broker_parts(&text, &scert, &skey);
 
     // The executor lives as long as the test process: connection tasks borrow it.
     let ex: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));

@@ -761,3 +761,33 @@ pub fn make_zip(path: &Path, entries: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What the tests that run the broker in their own process (under a counting allocator) set up
+/// alike: the group parsed from `group_text`, the broker's TLS configuration from its
+/// certificate and key files, and a non-blocking listener on a free loopback port.
+pub fn in_process_broker_parts(
+    group_text: &str,
+    cert: &Path,
+    key: &Path,
+) -> (
+    sprig::config::Group,
+    std::sync::Arc<rustls::ServerConfig>,
+    u16,
+    async_io::Async<TcpListener>,
+) {
+    let (group, _) =
+        sprig::config::Group::parse(group_text.as_bytes(), Path::new("group.json")).expect("group");
+    let tls = sprig::broker::tls::server_config(
+        sprig::pki::load_cert_chain(cert).unwrap(),
+        sprig::pki::load_private_key(key).unwrap(),
+    )
+    .unwrap();
+    let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    (
+        group,
+        tls,
+        port,
+        async_io::Async::new(std_listener).unwrap(),
+    )
+}
