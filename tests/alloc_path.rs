@@ -87,13 +87,7 @@ struct Mark {
 fn a_routed_message_costs_few_allocations() {
     let dir = TempDir::new("alloc-path");
     let d = dir.path();
-    let (skey, scert) = (d.join("server.key"), d.join("server.pem"));
-    openssl_self_signed(
-        &skey,
-        &scert,
-        "localhost",
-        &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-    );
+    let (skey, scert) = localhost_server_identity(d);
     let publisher = make_device(d, "pub");
     let sink = make_device(d, "sink");
     let subs = vec![(publisher.thing_arn(), "lat/t".to_string(), sink.thing_arn())];

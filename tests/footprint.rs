@@ -121,13 +121,7 @@ fn an_idle_device_costs_the_broker_few_heap_bytes() {
     let dir = TempDir::new("footprint");
     let d = dir.path();
     // Server identity for localhost (self-signed; the clients trust it as their CA).
-    let (skey, scert) = (d.join("server.key"), d.join("server.pem"));
-    openssl_self_signed(
-        &skey,
-        &scert,
-        "localhost",
-        &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-    );
+    let (skey, scert) = localhost_server_identity(d);
     let devs: Vec<Dev> = (0..=2 * N)
         .map(|i| make_device(d, &format!("dev{i:02}")))
         .collect();

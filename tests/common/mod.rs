@@ -762,6 +762,19 @@ pub fn make_zip(path: &Path, entries: &[(&str, &str)]) {
     );
 }
 
+/// A self-signed server identity for `localhost` / 127.0.0.1 in `dir`: (key, certificate), the
+/// certificate also being the CA the clients trust.
+pub fn localhost_server_identity(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join("server.key"), dir.join("server.pem"));
+    openssl_self_signed(
+        &key,
+        &cert,
+        "localhost",
+        &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+    );
+    (key, cert)
+}
+
 /// What the tests that run the broker in their own process (under a counting allocator) set up
 /// alike: the group parsed from `group_text`, the broker's TLS configuration from its
 /// certificate and key files, and a non-blocking listener on a free loopback port.
